@@ -1,0 +1,1 @@
+"""Geometry for lotus-recon: SfM, alignment, fusion, meshing, export. Imports no torch."""
