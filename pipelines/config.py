@@ -1,0 +1,167 @@
+"""Configuration: dataclasses loaded from YAML presets with strict keys and dotted overrides.
+
+A typo is an error with a "did you mean"; `--set fusion.voxel_size=0.01` overrides one value;
+the resolved config is saved in the workspace so a run can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from recon.errors import ConfigError
+
+T = TypeVar("T")
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and mistyped values."""
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"unknown config key '{where}{key}'", fix=_did_you_mean(key, fields))
+    kwargs = {}
+    for name in fields:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], f"{where}{name}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value in '{where.rstrip('.') or 'config'}': {exc}") from exc
+
+
+def _did_you_mean(key: str, fields: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"valid keys: {', '.join(sorted(fields))}"
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check/convert one value against its type hint (dataclass, Optional, list, scalars)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
+        return from_dict(hint, value, where + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"'{where}' has an invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(
+                f"'{where}' is {value!r}", fix=f"use one of {', '.join(map(repr, args))}"
+            )
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{where}' must be a list, got {value!r}")
+        item = args[0] if args else Any
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and not (isinstance(value, hint) and not _bool_as_int(hint, value)):
+        raise ConfigError(f"'{where}' must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _bool_as_int(hint: Any, value: Any) -> bool:
+    return hint is int and isinstance(value, bool)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data view of a config (for YAML/JSON and hashing)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """['fusion.voxel_size=0.01', 'sfm.mapper=global'] -> nested dict (YAML-typed values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' has no '='", fix="write --set section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': {exc}".replace("\n", " ")) from exc
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}' conflicts with another override")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError("config file not found", path=path, fix="check the path") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML ({exc})".replace("\n", " "), path=path) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a YAML mapping", path=path)
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def resolve(
+    cls: type[T], preset: str | None = None, config_file: Path | None = None,
+    overrides: list[str] | None = None,
+) -> T:
+    """Preset, then a user YAML file, then --set overrides; strict at every layer."""
+    data: dict[str, Any] = {}
+    if preset:
+        path = PRESET_DIR / f"{preset}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown preset '{preset}'", fix=f"use one of {preset_names()}")
+        data = load_yaml(path)
+    if config_file:
+        data = deep_merge(data, load_yaml(config_file))
+    data = deep_merge(data, parse_overrides(overrides or []))
+    return from_dict(cls, data)
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)

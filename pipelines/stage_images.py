@@ -1,0 +1,91 @@
+"""Stage 1: photo folder -> normalised images (EXIF-rotated, 8-bit RGB, bounded size)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from recon.atomic import write_json
+from recon.errors import InputError
+from recon.images import (
+    ImageSet,
+    SkippedImage,
+    check_duplicates,
+    list_images,
+    normalize_image,
+    normalized_name,
+)
+from pipelines.workspace import Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    max_size: int = 2000  # px; longer edges are downscaled (with a warning) to bound memory
+    drop_duplicates: bool = True  # byte-identical photos are skipped and reported
+
+    def __post_init__(self) -> None:
+        if self.max_size < 64:
+            raise ValueError(f"images.max_size must be >= 64 px, got {self.max_size}")
+
+
+def prepare_images(photo_dir: Path, stage: Stage, config: ImagesConfig) -> ImageSet:
+    """Normalise every usable photo into the stage folder; skip and report the rest."""
+    if stage.done:
+        return load_image_set(stage)
+    out = stage.begin()
+    names, skipped = list_images(photo_dir)
+    if config.drop_duplicates:
+        names, dup = check_duplicates(photo_dir, names)
+        skipped += dup
+    image_set = ImageSet(root=out / "images", names=[])
+    for name in tqdm(names, desc="images", unit="img", leave=False):
+        dst_name = normalized_name(name)
+        try:
+            size, factor = normalize_image(photo_dir / name, image_set.root / dst_name, config.max_size)
+        except InputError as err:
+            skipped.append(SkippedImage(name, str(err)))
+            continue
+        if factor < 1.0:
+            log.warning("%s: downscaled by %.3f to %dx%d px (images.max_size)", name, factor, *size)
+            image_set.downscaled[dst_name] = factor
+        image_set.names.append(dst_name)
+        image_set.source_names[dst_name] = name
+        image_set.sizes[dst_name] = size
+    image_set.skipped = skipped
+    for item in skipped:
+        log.warning("skipped %s: %s", item.name, item.reason)
+    if not image_set.names:
+        raise InputError(
+            "no usable images", path=photo_dir, fix="put JPEG or PNG photos of the scene in it"
+        )
+    write_json(out / "manifest.json", _manifest(image_set))
+    stage.finish({"num_images": len(image_set.names), "num_skipped": len(skipped)})
+    return image_set
+
+
+def _manifest(image_set: ImageSet) -> dict:
+    return {
+        "names": image_set.names,
+        "source_names": image_set.source_names,
+        "sizes": image_set.sizes,
+        "downscaled": image_set.downscaled,
+        "skipped": [{"name": s.name, "reason": s.reason} for s in image_set.skipped],
+    }
+
+
+def load_image_set(stage: Stage) -> ImageSet:
+    data = json.loads((stage.path / "manifest.json").read_text())
+    return ImageSet(
+        root=stage.path / "images",
+        names=list(data["names"]),
+        source_names=dict(data["source_names"]),
+        sizes={k: tuple(v) for k, v in data["sizes"].items()},
+        skipped=[SkippedImage(s["name"], s["reason"]) for s in data["skipped"]],
+        downscaled=dict(data["downscaled"]),
+    )

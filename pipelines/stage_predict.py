@@ -1,0 +1,77 @@
+"""Stage 3: per-view depth (+ normals, confidence) from a predictor, one npz per view on disk.
+
+Predictions stream to disk as they are made, so memory does not grow with the number of views
+and a killed run resumes at the first view without a finished file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from recon.atomic import write_npz
+from recon.colmap_model import SparseScene
+from recon.errors import InputError
+from recon.records import MonoPrediction
+from pipelines.predictors import Predictor, prediction_path
+from pipelines.workspace import Stage
+
+log = logging.getLogger(__name__)
+
+
+def predict_views(scene: SparseScene, predictor: Predictor, stage: Stage, batch_size: int) -> Path:
+    """Write `<stage>/<stem>.npz` for every registered view; returns the stage folder."""
+    if stage.done:
+        return stage.path
+    out = stage.begin()
+    todo = [n for n in scene.names if not prediction_path(out, n).is_file()]
+    if len(todo) < len(scene.names):
+        log.info("predictions: %d of %d views already done", len(scene.names) - len(todo), len(scene.names))
+    bad: list[str] = []
+    with tqdm(total=len(todo), desc="predict", unit="view", leave=False) as bar:
+        for chunk in _chunks(todo, batch_size):
+            frames = [scene.frame(n) for n in chunk]
+            for frame, pred in zip(frames, predictor.predict(frames)):
+                if not np.isfinite(pred.values).any():
+                    bad.append(frame.name)
+                    log.warning("%s: prediction has no finite values; view skipped", frame.name)
+                save_prediction(prediction_path(out, frame.name), pred)
+            bar.update(len(chunk))
+    stage.finish({"producer": predictor.name, "space": predictor.space, "empty_predictions": bad})
+    return out
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + size]
+
+
+def save_prediction(path: Path, pred: MonoPrediction) -> None:
+    arrays = {"values": pred.values.astype(np.float32), "space": np.array(pred.space),
+              "producer": np.array(pred.producer), "normal_convention": np.array("opencv")}
+    if pred.normal is not None:
+        arrays["normal"] = pred.normal.astype(np.float32)
+    if pred.confidence is not None:
+        arrays["confidence"] = pred.confidence.astype(np.float32)
+    write_npz(path, **arrays)
+
+
+def load_prediction(stage_dir: Path, name: str) -> MonoPrediction:
+    path = prediction_path(stage_dir, name)
+    try:
+        data = np.load(path, allow_pickle=False)
+        return MonoPrediction(
+            values=data["values"],
+            space=str(data["space"]),  # type: ignore[arg-type]
+            normal=data["normal"] if "normal" in data.files else None,
+            confidence=data["confidence"] if "confidence" in data.files else None,
+            producer=str(data["producer"]),
+        )
+    except Exception as exc:
+        raise InputError(
+            f"unreadable prediction ({exc})", path=path, fix="delete it; the next run redoes it"
+        ) from exc

@@ -1,0 +1,95 @@
+"""Stage 2: images -> registered, undistorted pinhole COLMAP model (our SfM or the user's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pycolmap
+
+from recon.atomic import write_json
+from recon.colmap_model import (
+    SparseScene,
+    needs_undistortion,
+    read_model,
+    scene_from_reconstruction,
+    undistort,
+)
+from recon.errors import SfMError
+from recon.images import ImageSet
+from recon.sfm import SfMParams, SfMReport, check_model, run_sfm
+from pipelines.workspace import Stage
+
+log = logging.getLogger(__name__)
+
+
+def reconstruct(
+    image_set: ImageSet, stage: Stage, params: SfMParams, colmap_dir: Path | None = None,
+    photo_dir: Path | None = None,
+) -> SparseScene:
+    """Run SfM (or import `colmap_dir`), undistort, and return the scene records."""
+    if stage.done:
+        return load_sparse_scene(stage)
+    out = stage.begin()
+    if colmap_dir is not None:
+        # A user model refers to the original photos, not our normalised copies.
+        image_root = Path(photo_dir) if photo_dir else image_set.root
+        rec = read_model(colmap_dir)
+        report = check_model(rec, sorted(rec.images[i].name for i in rec.images), params)
+        report.mapper = f"imported:{colmap_dir}"
+    else:
+        image_root = image_set.root
+        rec, report = run_sfm(image_root, image_set.names, out / "colmap", params)
+    _write_model(rec, out / "model_raw")
+    if needs_undistortion(rec):
+        rec, image_root = undistort(out / "model_raw", image_root, out / "undistorted")
+    _write_model(rec, out / "model")
+    scene = scene_from_reconstruction(rec, image_root)
+    _log_report(report, scene)
+    write_json(out / "sfm_report.json", dataclasses.asdict(report))
+    write_json(out / "scene.json", {"image_root": str(image_root)})
+    stage.finish(
+        {"num_registered": report.num_registered, "num_images": report.num_images,
+         "mean_reprojection_error": report.mean_reprojection_error}
+    )
+    return scene
+
+
+def _write_model(rec: pycolmap.Reconstruction, folder: Path) -> None:
+    """Write a model to a temp folder, then rename: never a half-written model."""
+    tmp = folder.with_name(folder.name + ".tmp-model")
+    for path in (tmp, folder):
+        if path.exists():
+            shutil.rmtree(path)
+    tmp.mkdir(parents=True)
+    rec.write(tmp)
+    tmp.rename(folder)
+
+
+def _log_report(report: SfMReport, scene: SparseScene) -> None:
+    log.info(
+        "SfM: %d/%d images registered, %d points, mean reprojection error %.2f px (%s)",
+        report.num_registered, report.num_images, report.num_points3d,
+        report.mean_reprojection_error, report.mapper,
+    )
+    if report.unregistered:
+        log.warning("not registered (left out): %s", ", ".join(report.unregistered))
+    if report.weak_views:
+        log.warning("views with few 3D points: %s", ", ".join(report.weak_views))
+    for problem in report.problems:
+        log.warning("SfM check: %s", problem)
+    if not scene.names:
+        raise SfMError("the model has no registered images", fix="check the photos' overlap")
+
+
+def load_sparse_scene(stage: Stage) -> SparseScene:
+    info = json.loads((stage.path / "scene.json").read_text())
+    rec = pycolmap.Reconstruction(stage.path / "model")
+    return scene_from_reconstruction(rec, Path(info["image_root"]))
+
+
+def load_sfm_report(stage: Stage) -> dict:
+    return json.loads((stage.path / "sfm_report.json").read_text())

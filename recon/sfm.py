@@ -1,0 +1,241 @@
+"""Structure from motion with pycolmap on CPU: features, matching, mapping, model checks.
+
+The output is a COLMAP model with undistorted pinhole cameras (see `recon.colmap_model`),
+so every later stage can assume pinhole images.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from recon.errors import SfMError
+
+log = logging.getLogger(__name__)
+
+CAMERA_MODES = {
+    "auto": pycolmap.CameraMode.AUTO,  # one camera per (size, EXIF focal) group
+    "single": pycolmap.CameraMode.SINGLE,
+    "per_folder": pycolmap.CameraMode.PER_FOLDER,
+    "per_image": pycolmap.CameraMode.PER_IMAGE,
+}
+
+
+@dataclass(frozen=True)
+class SfMParams:
+    matcher: str = "auto"  # auto | exhaustive | sequential; auto = exhaustive up to the limit
+    exhaustive_max_images: int = 50  # above this, auto picks sequential matching
+    sequential_overlap: int = 10  # neighbours matched per image in sequential mode
+    mapper: str = "incremental"  # incremental | global
+    fallback_mapper: bool = True  # retry with the other mapper when the model fails its checks
+    camera_mode: str = "auto"  # auto | single | per_folder | per_image
+    camera_model: str = "SIMPLE_RADIAL"  # COLMAP model used when intrinsics are unknown
+    # Known pinhole intrinsics of the (normalised) images, [fx, fy, cx, cy] px; None = estimate.
+    intrinsics: list[float] | None = None
+    max_num_features: int = 8192
+    max_image_size: int = 3200  # px, long edge used for feature extraction
+    min_model_size: int = 3  # smallest sub-model the mapper keeps (COLMAP's default is 10)
+    max_mean_reprojection_error: float = 2.0  # px; a model above this fails the check
+    min_observations_per_view: int = 20  # views with fewer 3D points are flagged
+    num_threads: int = -1
+    seed: int = 0
+
+
+@dataclass
+class SfMReport:
+    """What SfM did, for the log, the workspace and the user."""
+
+    num_images: int
+    num_registered: int = 0
+    mean_reprojection_error: float = float("nan")  # px
+    num_points3d: int = 0
+    mapper: str = ""
+    matcher: str = ""
+    unregistered: list[str] = field(default_factory=list)
+    weak_views: list[str] = field(default_factory=list)  # registered with few 3D points
+    problems: list[str] = field(default_factory=list)  # failed checks, one line each
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.num_registered >= 2 and not self.problems
+
+
+def run_sfm(image_root: Path, names: list[str], work_dir: Path, params: SfMParams) -> tuple[
+    pycolmap.Reconstruction, SfMReport
+]:
+    """Run SfM on `names` (relative to `image_root`); return the best model and its report.
+
+    `work_dir` holds the feature database; it is rebuilt from scratch on every call.
+    """
+    if len(names) < 2:
+        raise SfMError(
+            f"SfM needs at least 2 images, got {len(names)}",
+            path=image_root,
+            fix="add overlapping photos of the scene",
+        )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    database = work_dir / "database.db"
+    database.unlink(missing_ok=True)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    _extract(database, image_root, names, params)
+    seconds["features"] = time.perf_counter() - start
+    start = time.perf_counter()
+    matcher = _match(database, len(names), params)
+    seconds["matching"] = time.perf_counter() - start
+
+    mappers = [params.mapper]
+    if params.fallback_mapper:
+        mappers.append("global" if params.mapper == "incremental" else "incremental")
+    best: tuple[pycolmap.Reconstruction, SfMReport] | None = None
+    for mapper in mappers:
+        start = time.perf_counter()
+        rec = _map(database, image_root, work_dir / f"models_{mapper}", mapper, params)
+        seconds[f"mapping_{mapper}"] = time.perf_counter() - start
+        report = check_model(rec, names, params)
+        report.mapper, report.matcher, report.seconds = mapper, matcher, dict(seconds)
+        log.info(
+            "SfM (%s mapper): %d/%d registered, %.2f px mean reprojection error",
+            mapper, report.num_registered, len(names), report.mean_reprojection_error,
+        )
+        if best is None or _better(report, best[1]):
+            best = (rec, report)
+        if report.passed:
+            break
+        log.warning("SfM model failed its checks: %s", "; ".join(report.problems))
+    rec, report = best
+    if report.num_registered < 2:
+        raise SfMError(
+            f"SfM registered {report.num_registered} of {len(names)} images",
+            path=image_root,
+            fix="photos need overlap and texture; add views between them, or pass --colmap",
+        )
+    return rec, report
+
+
+def _better(a: SfMReport, b: SfMReport) -> bool:
+    """Prefer a model that passes its checks, then more registered views."""
+    return (a.passed, a.num_registered) > (b.passed, b.num_registered)
+
+
+def _extract(database: Path, image_root: Path, names: list[str], params: SfMParams) -> None:
+    reader = pycolmap.ImageReaderOptions()
+    if params.intrinsics is not None:
+        reader.camera_model = "PINHOLE"
+        reader.camera_params = ",".join(f"{v:.10g}" for v in params.intrinsics)
+    else:
+        reader.camera_model = params.camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.sift.max_num_features = params.max_num_features
+    extraction.max_image_size = params.max_image_size
+    extraction.num_threads = params.num_threads
+    extraction.use_gpu = False
+    mode = "single" if params.intrinsics is not None else params.camera_mode
+    if mode not in CAMERA_MODES:
+        raise SfMError(f"unknown camera mode {mode!r}", fix=f"use one of {sorted(CAMERA_MODES)}")
+    pycolmap.extract_features(
+        database,
+        image_root,
+        image_names=names,
+        camera_mode=CAMERA_MODES[mode],
+        reader_options=reader,
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
+
+
+def _match(database: Path, num_images: int, params: SfMParams) -> str:
+    matcher = params.matcher
+    if matcher == "auto":
+        matcher = "exhaustive" if num_images <= params.exhaustive_max_images else "sequential"
+    options = pycolmap.FeatureMatchingOptions()
+    options.use_gpu = False
+    options.num_threads = params.num_threads
+    if matcher == "exhaustive":
+        pycolmap.match_exhaustive(database, matching_options=options, device=pycolmap.Device.cpu)
+    elif matcher == "sequential":
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = params.sequential_overlap
+        pycolmap.match_sequential(
+            database, matching_options=options, pairing_options=pairing, device=pycolmap.Device.cpu
+        )
+    else:
+        raise SfMError(f"unknown matcher {matcher!r}", fix="use auto, exhaustive or sequential")
+    return matcher
+
+
+def _map(
+    database: Path, image_root: Path, out: Path, mapper: str, params: SfMParams
+) -> pycolmap.Reconstruction:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    fixed = params.intrinsics is not None
+    if mapper == "incremental":
+        options = pycolmap.IncrementalPipelineOptions()
+        options.min_model_size = params.min_model_size
+        options.num_threads = params.num_threads
+        options.random_seed = params.seed
+        options.ba_refine_focal_length = not fixed
+        options.ba_refine_principal_point = False
+        options.ba_refine_extra_params = not fixed
+        models = pycolmap.incremental_mapping(database, image_root, out, options)
+    elif mapper == "global":
+        options = pycolmap.GlobalPipelineOptions()
+        options.min_model_size = params.min_model_size
+        options.num_threads = params.num_threads
+        options.random_seed = params.seed
+        # The global mapper's defaults ask for the GPU; CPU here.
+        options.mapper.global_positioning.use_gpu = False
+        options.mapper.bundle_adjustment.ceres.use_gpu = False
+        models = pycolmap.global_mapping(database, image_root, out, options)
+    else:
+        raise SfMError(f"unknown mapper {mapper!r}", fix="use incremental or global")
+    if not models:
+        return pycolmap.Reconstruction()
+    # Keep the largest model; report the views it leaves out.
+    return max(models.values(), key=lambda rec: rec.num_reg_images())
+
+
+def check_model(rec: pycolmap.Reconstruction, names: list[str], params: SfMParams) -> SfMReport:
+    """Sanity checks: registration, reprojection error, per-view support, focal consistency."""
+    report = SfMReport(num_images=len(names))
+    registered = {rec.images[i].name for i in rec.reg_image_ids()}
+    report.num_registered = len(registered)
+    report.unregistered = sorted(set(names) - registered)
+    report.num_points3d = rec.num_points3D()
+    if report.num_registered == 0:
+        report.problems.append("no image registered")
+        return report
+    report.mean_reprojection_error = float(rec.compute_mean_reprojection_error())
+    if report.mean_reprojection_error > params.max_mean_reprojection_error:
+        report.problems.append(
+            f"mean reprojection error {report.mean_reprojection_error:.2f} px "
+            f"> {params.max_mean_reprojection_error} px"
+        )
+    for image_id in rec.reg_image_ids():
+        image = rec.images[image_id]
+        if image.num_points3D < params.min_observations_per_view:
+            report.weak_views.append(image.name)
+    focals = np.array(
+        [rec.cameras[rec.images[i].camera_id].mean_focal_length() for i in rec.reg_image_ids()]
+    )
+    sizes = np.array(
+        [max(rec.cameras[rec.images[i].camera_id].width, rec.cameras[rec.images[i].camera_id].height)
+         for i in rec.reg_image_ids()]
+    )
+    relative = focals / sizes  # focal in units of the long edge; one device varies little
+    if relative.size > 1 and relative.max() > 3.0 * relative.min():
+        report.problems.append(
+            f"focal lengths disagree ({relative.min():.2f}-{relative.max():.2f} x image size)"
+        )
+    if report.num_registered < max(2, len(names) // 2):
+        report.problems.append(f"only {report.num_registered}/{len(names)} views registered")
+    return report
