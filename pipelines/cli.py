@@ -19,17 +19,24 @@ EXIT_INPUT, EXIT_USAGE, EXIT_DISK, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 70
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default_preset: str = "default") -> None:
-    parser.add_argument("--preset", default=default_preset, help="config preset (default: %(default)s)")
+    parser.add_argument(
+        "--preset", default=default_preset, help="config preset (default: %(default)s)"
+    )
     parser.add_argument("--config", type=Path, help="YAML file merged over the preset")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one setting, e.g. --set fusion.voxel_size=0.01 (repeatable)",
     )
 
 
 def _add_predictor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--predictions", type=Path,
+        "--predictions",
+        type=Path,
         help="folder of precomputed predictions (<image stem>.npz; see README) instead of Lotus",
     )
     parser.add_argument("--lotus-depth", help="Lotus depth checkpoint: hub id or local folder")
@@ -49,8 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     scene.add_argument("photo_dir", type=Path)
     scene.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     scene.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
-    scene.add_argument("--priors", action="append", default=[], metavar="FORMAT",
-                       help="also write depth/normal priors in this layout (repeatable)")
+    scene.add_argument(
+        "--priors",
+        action="append",
+        default=[],
+        metavar="FORMAT",
+        help="also write depth/normal priors in this layout (repeatable)",
+    )
     _add_predictor_args(scene)
     _add_config_args(scene)
 
@@ -59,16 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("-o", "--output", type=Path, required=True)
     image.add_argument("--fov-deg", type=float, help="horizontal field of view when EXIF has none")
     image.add_argument("--K", dest="intrinsics", help="explicit intrinsics 'fx,fy,cx,cy' (px)")
-    image.add_argument("--metric-center-distance", type=float,
-                       help="metres from the camera to the surface at the image centre")
+    image.add_argument(
+        "--metric-center-distance",
+        type=float,
+        help="metres from the camera to the surface at the image centre",
+    )
     _add_predictor_args(image)
     _add_config_args(image)
 
-    priors = sub.add_parser("priors", help="photo folder -> aligned depth/normal priors for other tools")
+    priors = sub.add_parser(
+        "priors", help="photo folder -> aligned depth/normal priors for other tools"
+    )
     priors.add_argument("photo_dir", type=Path)
     priors.add_argument("-o", "--output", type=Path, required=True)
-    priors.add_argument("--format", dest="formats", action="append", required=True,
-                        help="output layout (repeatable); see README for the list")
+    priors.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        required=True,
+        help="output layout (repeatable); see README for the list",
+    )
     priors.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
     _add_predictor_args(priors)
     _add_config_args(priors)
@@ -86,7 +108,9 @@ def setup_logging(output: Path | None, verbose: bool) -> None:
         try:
             output.mkdir(parents=True, exist_ok=True)
             handler = logging.FileHandler(output / "log.txt")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
             root.addHandler(handler)
         except OSError:
             pass  # the workspace check reports an unwritable folder with a proper message

@@ -147,7 +147,9 @@ def preset_names() -> list[str]:
 
 
 def resolve(
-    cls: type[T], preset: str | None = None, config_file: Path | None = None,
+    cls: type[T],
+    preset: str | None = None,
+    config_file: Path | None = None,
     overrides: list[str] | None = None,
 ) -> T:
     """Preset, then a user YAML file, then --set overrides; strict at every layer."""

@@ -17,7 +17,7 @@ Prediction file format (`--predictions DIR`), one file per image:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -25,7 +25,10 @@ import numpy as np
 
 from recon.errors import InputError
 from recon.records import DEPTH_SPACES, DepthSpace, Frame, MonoPrediction
-from recon.resample import resize_map, resize_normals
+from recon.resample import normalize, remap_map, resize_map
+
+# name -> ((H, W, 2) where each frame pixel lies in the original photo, photo width, height)
+SourceGrid = Callable[[str], "tuple[np.ndarray, int, int] | None"]
 
 
 @runtime_checkable
@@ -47,8 +50,16 @@ def prediction_path(root: Path, frame_name: str) -> Path:
 class FilePredictor:
     """Reads predictions written by any depth model in the documented npz format."""
 
-    def __init__(self, root: str | Path, space: DepthSpace | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        space: DepthSpace | None = None,
+        source_grid: SourceGrid | None = None,
+    ):
+        """source_grid: for undistorted frames, maps frame pixels to the original photo, on
+        whose pixel grid the files were made; None = files match the frames' grid."""
         self.root = Path(root)
+        self._source_grid = source_grid
         if not self.root.is_dir():
             raise InputError(
                 "predictions folder not found",
@@ -63,7 +74,9 @@ class FilePredictor:
         first = next(iter(sorted(self.root.rglob("*.npz"))), None)
         if first is None:
             raise InputError(
-                "no .npz prediction files", path=self.root, fix="write one npz per image (see README)"
+                "no .npz prediction files",
+                path=self.root,
+                fix="write one npz per image (see README)",
             )
         return _read_space(first)
 
@@ -95,19 +108,30 @@ class FilePredictor:
                 fix="use one space for every file in a predictions folder",
             )
         if values.ndim != 2:
-            raise InputError(f"values must be (H, W), got {values.shape}", path=path, fix="squeeze it")
-        h, w = frame.image.shape[:2]
-        values = _sanitize_values(resize_map(values, w, h), space)
+            raise InputError(
+                f"values must be (H, W), got {values.shape}", path=path, fix="squeeze it"
+            )
+        to_frame = self._resampler(frame)
+        values = _sanitize_values(to_frame(values), space)
         normal = None
         if "normal" in data.files:
-            normal = _load_normal(data, path, w, h)
+            normal = _load_normal(data, path, to_frame)
         confidence = None
         if "confidence" in data.files:
-            confidence = np.clip(resize_map(np.asarray(data["confidence"], np.float32), w, h), 0, 1)
+            confidence = np.clip(to_frame(np.asarray(data["confidence"], np.float32)), 0, 1)
             confidence = np.nan_to_num(confidence, nan=0.0)
         return MonoPrediction(
             values=values, space=space, normal=normal, confidence=confidence, producer=self.name
         )
+
+    def _resampler(self, frame: Frame) -> Callable[[np.ndarray], np.ndarray]:
+        """(h, w) map on the file's grid -> (H, W) map on the frame's grid."""
+        h, w = frame.image.shape[:2]
+        grid = self._source_grid(frame.name) if self._source_grid else None
+        if grid is None:
+            return lambda m: resize_map(m, w, h)
+        uv, src_w, src_h = grid
+        return lambda m: remap_map(resize_map(m, src_w, src_h), uv)
 
 
 def _read_space(path: Path, data: np.lib.npyio.NpzFile | None = None) -> DepthSpace:
@@ -115,7 +139,9 @@ def _read_space(path: Path, data: np.lib.npyio.NpzFile | None = None) -> DepthSp
         data = data if data is not None else np.load(path, allow_pickle=False)
         space = str(data["space"]) if "space" in data.files else ""
     except Exception as exc:
-        raise InputError(f"unreadable prediction file ({exc})", path=path, fix="rewrite it") from exc
+        raise InputError(
+            f"unreadable prediction file ({exc})", path=path, fix="rewrite it"
+        ) from exc
     if space not in DEPTH_SPACES:
         raise InputError(
             f"'space' is {space!r}",
@@ -132,16 +158,20 @@ def _sanitize_values(values: np.ndarray, space: DepthSpace) -> np.ndarray:
     return values
 
 
-def _load_normal(data: np.lib.npyio.NpzFile, path: Path, w: int, h: int) -> np.ndarray:
+def _load_normal(
+    data: np.lib.npyio.NpzFile, path: Path, to_frame: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
     normal = np.asarray(data["normal"], dtype=np.float32)
     if normal.ndim != 3 or normal.shape[2] != 3:
-        raise InputError(f"normal must be (H, W, 3), got {normal.shape}", path=path, fix="fix its shape")
+        raise InputError(
+            f"normal must be (H, W, 3), got {normal.shape}", path=path, fix="fix its shape"
+        )
     convention = str(data["normal_convention"]) if "normal_convention" in data.files else "opencv"
     if convention not in ("opencv", "lotus"):
         raise InputError(
             f"normal_convention is {convention!r}", path=path, fix='use "opencv" or "lotus"'
         )
-    normal = resize_normals(normal, w, h)
+    normal = normalize(np.nan_to_num(np.stack([to_frame(normal[..., c]) for c in range(3)], -1)))
     if convention == "lotus":
         normal = -normal
     return normal

@@ -9,17 +9,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipelines.workspace import Stage
 from recon.atomic import write_json
 from recon.errors import InputError
 from recon.images import (
     ImageSet,
     SkippedImage,
     check_duplicates,
+    device_signature,
     list_images,
     normalize_image,
     normalized_name,
 )
-from pipelines.workspace import Stage
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ def prepare_images(photo_dir: Path, stage: Stage, config: ImagesConfig) -> Image
     for name in tqdm(names, desc="images", unit="img", leave=False):
         dst_name = normalized_name(name)
         try:
-            size, factor = normalize_image(photo_dir / name, image_set.root / dst_name, config.max_size)
+            size, factor = normalize_image(
+                photo_dir / name, image_set.root / dst_name, config.max_size
+            )
         except InputError as err:
             skipped.append(SkippedImage(name, str(err)))
             continue
@@ -57,6 +60,7 @@ def prepare_images(photo_dir: Path, stage: Stage, config: ImagesConfig) -> Image
         image_set.names.append(dst_name)
         image_set.source_names[dst_name] = name
         image_set.sizes[dst_name] = size
+        image_set.devices[dst_name] = device_signature(photo_dir / name, size)
     image_set.skipped = skipped
     for item in skipped:
         log.warning("skipped %s: %s", item.name, item.reason)
@@ -75,6 +79,7 @@ def _manifest(image_set: ImageSet) -> dict:
         "source_names": image_set.source_names,
         "sizes": image_set.sizes,
         "downscaled": image_set.downscaled,
+        "devices": image_set.devices,
         "skipped": [{"name": s.name, "reason": s.reason} for s in image_set.skipped],
     }
 
@@ -88,4 +93,5 @@ def load_image_set(stage: Stage) -> ImageSet:
         sizes={k: tuple(v) for k, v in data["sizes"].items()},
         skipped=[SkippedImage(s["name"], s["reason"]) for s in data["skipped"]],
         downscaled=dict(data["downscaled"]),
+        devices=dict(data.get("devices", {})),
     )

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pipelines.predictors import Predictor, prediction_path
+from pipelines.workspace import Stage
 from recon.atomic import write_npz
 from recon.colmap_model import SparseScene
 from recon.errors import InputError
 from recon.records import MonoPrediction
-from pipelines.predictors import Predictor, prediction_path
-from pipelines.workspace import Stage
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,11 @@ def predict_views(scene: SparseScene, predictor: Predictor, stage: Stage, batch_
     out = stage.begin()
     todo = [n for n in scene.names if not prediction_path(out, n).is_file()]
     if len(todo) < len(scene.names):
-        log.info("predictions: %d of %d views already done", len(scene.names) - len(todo), len(scene.names))
+        log.info(
+            "predictions: %d of %d views already done",
+            len(scene.names) - len(todo),
+            len(scene.names),
+        )
     bad: list[str] = []
     with tqdm(total=len(todo), desc="predict", unit="view", leave=False) as bar:
         for chunk in _chunks(todo, batch_size):
@@ -51,8 +55,12 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 def save_prediction(path: Path, pred: MonoPrediction) -> None:
-    arrays = {"values": pred.values.astype(np.float32), "space": np.array(pred.space),
-              "producer": np.array(pred.producer), "normal_convention": np.array("opencv")}
+    arrays = {
+        "values": pred.values.astype(np.float32),
+        "space": np.array(pred.space),
+        "producer": np.array(pred.producer),
+        "normal_convention": np.array("opencv"),
+    }
     if pred.normal is not None:
         arrays["normal"] = pred.normal.astype(np.float32)
     if pred.confidence is not None:

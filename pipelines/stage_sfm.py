@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pycolmap
 
+from pipelines.workspace import Stage
 from recon.atomic import write_json
 from recon.colmap_model import (
     SparseScene,
@@ -21,13 +22,15 @@ from recon.colmap_model import (
 from recon.errors import SfMError
 from recon.images import ImageSet
 from recon.sfm import SfMParams, SfMReport, check_model, run_sfm
-from pipelines.workspace import Stage
 
 log = logging.getLogger(__name__)
 
 
 def reconstruct(
-    image_set: ImageSet, stage: Stage, params: SfMParams, colmap_dir: Path | None = None,
+    image_set: ImageSet,
+    stage: Stage,
+    params: SfMParams,
+    colmap_dir: Path | None = None,
     photo_dir: Path | None = None,
 ) -> SparseScene:
     """Run SfM (or import `colmap_dir`), undistort, and return the scene records."""
@@ -42,18 +45,27 @@ def reconstruct(
         report.mapper = f"imported:{colmap_dir}"
     else:
         image_root = image_set.root
+        if params.camera_mode == "auto" and image_set.single_device():
+            # One device, one camera: shared intrinsics are better constrained (DESIGN.md).
+            params = dataclasses.replace(params, camera_mode="single")
+            log.info("all photos share size and EXIF camera: one shared SfM camera")
         rec, report = run_sfm(image_root, image_set.names, out / "colmap", params)
     _write_model(rec, out / "model_raw")
+    source = None
     if needs_undistortion(rec):
+        source = rec
         rec, image_root = undistort(out / "model_raw", image_root, out / "undistorted")
     _write_model(rec, out / "model")
-    scene = scene_from_reconstruction(rec, image_root)
+    scene = scene_from_reconstruction(rec, image_root, source)
     _log_report(report, scene)
     write_json(out / "sfm_report.json", dataclasses.asdict(report))
     write_json(out / "scene.json", {"image_root": str(image_root)})
     stage.finish(
-        {"num_registered": report.num_registered, "num_images": report.num_images,
-         "mean_reprojection_error": report.mean_reprojection_error}
+        {
+            "num_registered": report.num_registered,
+            "num_images": report.num_images,
+            "mean_reprojection_error": report.mean_reprojection_error,
+        }
     )
     return scene
 
@@ -72,8 +84,11 @@ def _write_model(rec: pycolmap.Reconstruction, folder: Path) -> None:
 def _log_report(report: SfMReport, scene: SparseScene) -> None:
     log.info(
         "SfM: %d/%d images registered, %d points, mean reprojection error %.2f px (%s)",
-        report.num_registered, report.num_images, report.num_points3d,
-        report.mean_reprojection_error, report.mapper,
+        report.num_registered,
+        report.num_images,
+        report.num_points3d,
+        report.mean_reprojection_error,
+        report.mapper,
     )
     if report.unregistered:
         log.warning("not registered (left out): %s", ", ".join(report.unregistered))
@@ -88,7 +103,10 @@ def _log_report(report: SfMReport, scene: SparseScene) -> None:
 def load_sparse_scene(stage: Stage) -> SparseScene:
     info = json.loads((stage.path / "scene.json").read_text())
     rec = pycolmap.Reconstruction(stage.path / "model")
-    return scene_from_reconstruction(rec, Path(info["image_root"]))
+    source = None
+    if (stage.path / "undistorted").is_dir():
+        source = pycolmap.Reconstruction(stage.path / "model_raw")
+    return scene_from_reconstruction(rec, Path(info["image_root"]), source)
 
 
 def load_sfm_report(stage: Stage) -> dict:

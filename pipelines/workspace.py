@@ -63,6 +63,18 @@ class Stage:
         write_json(self.path / DONE_FILE, {"finished": time.time(), **summary})
 
 
+def folder_fingerprint(folder: Path) -> list[list]:
+    """Names, sizes and modification times of a folder's files: changes when its content does."""
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    return [
+        [p.relative_to(folder).as_posix(), p.stat().st_size, int(p.stat().st_mtime)]
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and TEMP_MARKER not in p.name
+    ]
+
+
 def remove_temp_files(folder: Path) -> int:
     """Delete temp files left by a killed run (they are never outputs)."""
     count = 0

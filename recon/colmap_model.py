@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,25 @@ class SparseScene:
     points_rgb: np.ndarray  # (N, 3) uint8
     points_error: np.ndarray  # (N,) float64, px, mean reprojection error
     points_track_length: np.ndarray  # (N,) int
+    # name -> the distorted camera of the original photo, when the model was undistorted
+    source_cameras: dict[str, pycolmap.Camera] = field(default_factory=dict)
+
+    def source_pixel_grid(self, name: str) -> tuple[np.ndarray, int, int] | None:
+        """Where each undistorted pixel lies in the original (distorted) photo.
+
+        Returns ((H, W, 2) float64 (u, v) in the original photo, COLMAP pixel centres; its
+        width; its height), or None when the frame was not undistorted.
+        """
+        source = self.source_cameras.get(name)
+        if source is None:
+            return None
+        camera = self.cameras[name]
+        u, v = np.meshgrid(np.arange(camera.width) + 0.5, np.arange(camera.height) + 0.5)
+        rays = np.stack(
+            [(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy, np.ones_like(u)], axis=-1
+        ).reshape(-1, 3)
+        uv = source.img_from_cam(rays, check_cheirality=False)
+        return uv.reshape(camera.height, camera.width, 2), int(source.width), int(source.height)
 
     def frame(self, name: str) -> Frame:
         image = load_rgb(self.image_root / name)
@@ -81,7 +100,9 @@ def needs_undistortion(rec: pycolmap.Reconstruction) -> bool:
     return any(cam.model.name not in PINHOLE_MODELS for cam in rec.cameras.values())
 
 
-def undistort(rec_dir: Path, image_root: Path, out_dir: Path) -> tuple[pycolmap.Reconstruction, Path]:
+def undistort(
+    rec_dir: Path, image_root: Path, out_dir: Path
+) -> tuple[pycolmap.Reconstruction, Path]:
     """Undistort every image of the model into out_dir/{images,sparse}; returns (model, images)."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -101,8 +122,14 @@ def camera_record(cam: pycolmap.Camera) -> Camera:
     return Camera(K=K, width=int(cam.width), height=int(cam.height))
 
 
-def scene_from_reconstruction(rec: pycolmap.Reconstruction, image_root: Path) -> SparseScene:
-    """Convert a pinhole model into records, with every camera and every registered image."""
+def scene_from_reconstruction(
+    rec: pycolmap.Reconstruction, image_root: Path, source: pycolmap.Reconstruction | None = None
+) -> SparseScene:
+    """Convert a pinhole model into records, with every camera and every registered image.
+
+    source: the distorted model `rec` was undistorted from, so per-pixel data made on the
+    original photos (user predictions) can be resampled onto the undistorted frames.
+    """
     xyz_by_id = {pid: p.xyz for pid, p in rec.points3D.items()}
     point_ids = np.array(sorted(xyz_by_id), dtype=np.int64)
     points = [rec.points3D[int(pid)] for pid in point_ids]
@@ -126,7 +153,16 @@ def scene_from_reconstruction(rec: pycolmap.Reconstruction, image_root: Path) ->
         points_rgb=np.array([p.color for p in points], dtype=np.uint8).reshape(-1, 3),
         points_error=np.array([p.error for p in points], dtype=np.float64),
         points_track_length=np.array([p.track.length() for p in points], dtype=np.int64),
+        source_cameras={} if source is None else _source_cameras(source),
     )
+
+
+def _source_cameras(source: pycolmap.Reconstruction) -> dict[str, pycolmap.Camera]:
+    return {
+        source.images[i].name: source.cameras[source.images[i].camera_id]
+        for i in source.reg_image_ids()
+        if source.cameras[source.images[i].camera_id].model.name not in PINHOLE_MODELS
+    }
 
 
 def _observations(

@@ -45,6 +45,11 @@ class ImageSet:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (width, height) px
     skipped: list[SkippedImage] = field(default_factory=list)
     downscaled: dict[str, float] = field(default_factory=dict)  # name -> factor applied (< 1)
+    # name -> "WxH|make|model|focal": photos with equal signatures share one SfM camera
+    devices: dict[str, str] = field(default_factory=dict)
+
+    def single_device(self) -> bool:
+        return len(set(self.devices.get(n, n) for n in self.names)) == 1
 
 
 def list_images(root: str | Path) -> tuple[list[str], list[SkippedImage]]:
@@ -55,7 +60,9 @@ def list_images(root: str | Path) -> tuple[list[str], list[SkippedImage]]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise InputError("photo folder not found", path=root, fix="pass an existing folder of photos")
+        raise InputError(
+            "photo folder not found", path=root, fix="pass an existing folder of photos"
+        )
     names, skipped = [], []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
@@ -153,6 +160,19 @@ def normalize_image(src: Path, dst: Path, max_size: int) -> tuple[tuple[int, int
     else:
         write_with(dst, lambda tmp: pil.save(tmp, format="PNG"))
     return (rgb.shape[1], rgb.shape[0]), factor
+
+
+def device_signature(path: Path, size: tuple[int, int]) -> str:
+    """Size plus EXIF make, model and focal length: equal for photos from one camera setting."""
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            sub = exif.get_ifd(0x8769)
+            focal = sub.get(0x920A, exif.get(0x920A, ""))
+            make, model = exif.get(0x010F, ""), exif.get(0x0110, "")
+    except Exception:
+        make = model = focal = ""
+    return f"{size[0]}x{size[1]}|{make}|{model}|{focal}".strip()
 
 
 def file_digest(path: Path) -> str:

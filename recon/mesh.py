@@ -60,7 +60,9 @@ def drop_small_components(mesh: trimesh.Trimesh, min_fraction: float) -> trimesh
     """Remove connected components much smaller than the largest one."""
     if len(mesh.faces) == 0 or min_fraction <= 0:
         return mesh
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    labels = trimesh.graph.connected_component_labels(
+        mesh.face_adjacency, node_count=len(mesh.faces)
+    )
     counts = np.bincount(labels)
     keep = counts[labels] >= min_fraction * counts.max()
     return submesh(mesh, keep)
@@ -120,6 +122,9 @@ def export_cameras(
         }
     write_json(
         path,
-        {"convention": "OpenCV camera axes (x right, y down, z forward); COLMAP world frame; "
-         "pixel centres at +0.5", "images": records},
+        {
+            "convention": "OpenCV camera axes (x right, y down, z forward); COLMAP world frame; "
+            "pixel centres at +0.5",
+            "images": records,
+        },
     )

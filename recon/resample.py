@@ -28,6 +28,26 @@ def resize_map(values: np.ndarray, width: int, height: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def remap_map(values: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear samples of an (h, w) map at (H, W, 2) COLMAP-convention coordinates (u, v).
+
+    Samples outside the map, or touching a NaN pixel, are NaN.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    h, w = values.shape
+    coords = [uv[..., 1] - 0.5, uv[..., 0] - 0.5]  # (row, col) of pixel centres
+    invalid = ~np.isfinite(values)
+    out = ndimage.map_coordinates(np.where(invalid, 0, values), coords, order=1, mode="nearest")
+    outside = (
+        (coords[0] < -0.5) | (coords[0] > h - 0.5) | (coords[1] < -0.5) | (coords[1] > w - 0.5)
+    )
+    out[outside] = np.nan
+    if invalid.any():
+        bad = ndimage.map_coordinates(invalid.astype(np.float32), coords, order=1, mode="nearest")
+        out[bad > 1e-6] = np.nan
+    return out.astype(np.float32)
+
+
 def resize_normals(normal: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an (h, w, 3) normal map and renormalise to unit length (zero stays zero)."""
     channels = [resize_map(normal[..., c], width, height) for c in range(3)]

@@ -67,9 +67,9 @@ class SfMReport:
         return self.num_registered >= 2 and not self.problems
 
 
-def run_sfm(image_root: Path, names: list[str], work_dir: Path, params: SfMParams) -> tuple[
-    pycolmap.Reconstruction, SfMReport
-]:
+def run_sfm(
+    image_root: Path, names: list[str], work_dir: Path, params: SfMParams
+) -> tuple[pycolmap.Reconstruction, SfMReport]:
     """Run SfM on `names` (relative to `image_root`); return the best model and its report.
 
     `work_dir` holds the feature database; it is rebuilt from scratch on every call.
@@ -103,7 +103,10 @@ def run_sfm(image_root: Path, names: list[str], work_dir: Path, params: SfMParam
         report.mapper, report.matcher, report.seconds = mapper, matcher, dict(seconds)
         log.info(
             "SfM (%s mapper): %d/%d registered, %.2f px mean reprojection error",
-            mapper, report.num_registered, len(names), report.mean_reprojection_error,
+            mapper,
+            report.num_registered,
+            len(names),
+            report.mean_reprojection_error,
         )
         if best is None or _better(report, best[1]):
             best = (rec, report)
@@ -228,8 +231,13 @@ def check_model(rec: pycolmap.Reconstruction, names: list[str], params: SfMParam
         [rec.cameras[rec.images[i].camera_id].mean_focal_length() for i in rec.reg_image_ids()]
     )
     sizes = np.array(
-        [max(rec.cameras[rec.images[i].camera_id].width, rec.cameras[rec.images[i].camera_id].height)
-         for i in rec.reg_image_ids()]
+        [
+            max(
+                rec.cameras[rec.images[i].camera_id].width,
+                rec.cameras[rec.images[i].camera_id].height,
+            )
+            for i in rec.reg_image_ids()
+        ]
     )
     relative = focals / sizes  # focal in units of the long edge; one device varies little
     if relative.size > 1 and relative.max() > 3.0 * relative.min():

@@ -43,7 +43,9 @@ def test_types_are_checked_and_ints_become_floats():
 
 def test_dotted_overrides_are_yaml_typed():
     assert parse_overrides(["inner.voxel_size=0.01", "name=room", "formats=[ply, glb]"]) == {
-        "inner": {"voxel_size": 0.01}, "name": "room", "formats": ["ply", "glb"],
+        "inner": {"voxel_size": 0.01},
+        "name": "room",
+        "formats": ["ply", "glb"],
     }
     with pytest.raises(ConfigError, match="no '='"):
         parse_overrides(["inner.voxel_size"])

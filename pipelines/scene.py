@@ -1,0 +1,167 @@
+"""The scene pipeline: photo folder -> SfM -> predictions -> alignment -> fusion -> mesh.
+
+Reads as a list of stage calls; each stage skips itself when its workspace folder is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipelines.config import dump_yaml, resolve, to_dict
+from pipelines.predictor_factory import make_predictor, predictor_fingerprint
+from pipelines.predictors import Predictor
+from pipelines.scene_config import SceneConfig
+from pipelines.stage_align import align_predictions
+from pipelines.stage_fuse import fuse_scene
+from pipelines.stage_images import prepare_images
+from pipelines.stage_predict import predict_views
+from pipelines.stage_sfm import load_sfm_report, reconstruct
+from pipelines.workspace import Workspace, folder_fingerprint
+from recon.atomic import write_json, write_text
+from recon.mesh import clean_mesh, export_cameras, export_mesh, export_point_cloud
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SceneResult:
+    out_dir: Path
+    mesh_paths: dict[str, Path]
+    report: dict = field(default_factory=dict)
+
+
+def run_scene(
+    photo_dir: Path,
+    out_dir: Path,
+    config: SceneConfig,
+    colmap_dir: Path | None = None,
+    predictor_factory: Callable[[], Predictor] | None = None,
+) -> SceneResult:
+    """Run (or resume) the whole scene pipeline into `out_dir`."""
+    photo_dir, out_dir = Path(photo_dir).resolve(), Path(out_dir)
+    timings: dict[str, float] = {}
+    with Workspace(out_dir) as ws:
+        write_text(out_dir / "config.yaml", dump_yaml(config))
+        clock = _Clock(timings)
+
+        s_images = ws.stage(
+            "images",
+            None,
+            {"photos": folder_fingerprint(photo_dir), "config": to_dict(config.images)},
+        )
+        with clock("images"):
+            image_set = prepare_images(photo_dir, s_images, config.images)
+
+        colmap = None if colmap_dir is None else folder_fingerprint(Path(colmap_dir))
+        s_sfm = ws.stage("sfm", s_images, {"config": to_dict(config.sfm), "colmap": colmap})
+        with clock("sfm"):
+            scene = reconstruct(image_set, s_sfm, config.sfm, colmap_dir, photo_dir)
+
+        s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
+        with clock("predict"):
+            factory = predictor_factory or (lambda: make_predictor(config.predictor, scene))
+            pred_dir = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
+
+        s_align = ws.stage("align", s_pred, to_dict(config.align))
+        with clock("align"):
+            alignments = align_predictions(scene, pred_dir, s_align, config.align)
+
+        s_fuse = ws.stage("fuse", s_align, to_dict(config.fusion))
+        with clock("fuse"):
+            raw = fuse_scene(scene, s_align.path, s_fuse, config.fusion)
+
+        with clock("export"):
+            mesh = clean_mesh(raw, config.mesh, scene.points_xyz)
+            paths = export_mesh(mesh, out_dir, "mesh", config.mesh.formats)
+            export_cameras(out_dir / "cameras.json", scene.cameras, scene.cam_from_world)
+            export_point_cloud(scene.points_xyz, scene.points_rgb, out_dir / "sparse_points.ply")
+
+        report = {
+            "images": {"used": len(image_set.names), "skipped": len(image_set.skipped)},
+            "sfm": load_sfm_report(s_sfm),
+            "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
+            "fusion": s_fuse.result(),
+            "mesh": {"vertices": len(mesh.vertices), "faces": len(mesh.faces)},
+            "seconds": timings,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "producer": s_pred.result().get("producer"),
+        }
+        write_json(out_dir / "report.json", report)
+    log.info("mesh: %d faces -> %s", len(mesh.faces), ", ".join(str(p) for p in paths.values()))
+    return SceneResult(out_dir=out_dir, mesh_paths=paths, report=report)
+
+
+class _Clock:
+    """Times named stages into a dict (seconds)."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    def __call__(self, name: str) -> _Clock:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self._name] = round(time.perf_counter() - self._start, 3)
+
+
+class _Lazy:
+    """Creates the predictor on first use: a resumed run with predictions done loads no model."""
+
+    def __init__(self, factory: Callable[[], Predictor]):
+        self._factory = factory
+        self._predictor: Predictor | None = None
+
+    def _get(self) -> Predictor:
+        if self._predictor is None:
+            self._predictor = self._factory()
+        return self._predictor
+
+    @property
+    def name(self) -> str:
+        return self._get().name
+
+    @property
+    def space(self) -> str:
+        return self._get().space
+
+    def predict(self, frames):
+        return self._get().predict(frames)
+
+
+def config_from_args(args: argparse.Namespace) -> SceneConfig:
+    """Preset + --config + --set, then the predictor flags (which win)."""
+    config = resolve(SceneConfig, args.preset, args.config, args.overrides)
+    predictor = config.predictor
+    if getattr(args, "predictions", None):
+        predictor = replace(
+            predictor, kind="file", predictions=str(Path(args.predictions).resolve())
+        )
+    if getattr(args, "lotus_depth", None):
+        predictor = replace(predictor, kind="lotus", depth_model=args.lotus_depth)
+    if getattr(args, "lotus_normal", None):
+        predictor = replace(predictor, normal_model=args.lotus_normal)
+    if getattr(args, "device", None):
+        predictor = replace(predictor, device=args.device)
+    return replace(config, predictor=predictor)
+
+
+def run_scene_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if config.predictor.kind == "file":
+        log.info("depth/normals: precomputed predictions from %s", config.predictor.predictions)
+    result = run_scene(args.photo_dir, args.output, config, colmap_dir=args.colmap)
+    if args.priors:
+        from pipelines.priors import export_scene_priors
+
+        export_scene_priors(result, args.priors)
+    return 0

@@ -1,0 +1,144 @@
+"""Stage 4: align each view's prediction to its sparse points -> metric depth per view on disk.
+
+Per view: `<stem>.json` (the Alignment diagnostics) and, when usable, `<stem>.npz` with the
+metric z-depth and the normals. `alignment.json` holds the table for all views.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipelines.predictors import prediction_path
+from pipelines.stage_predict import load_prediction
+from pipelines.workspace import Stage
+from recon.align import AlignParams, align_view, borrow_alignments
+from recon.atomic import write_json, write_npz
+from recon.colmap_model import SparseScene
+from recon.errors import AlignmentError
+from recon.records import Alignment
+
+log = logging.getLogger(__name__)
+
+
+def align_predictions(
+    scene: SparseScene, pred_dir: Path, stage: Stage, params: AlignParams
+) -> dict[str, Alignment]:
+    """Fit every view (resuming per view), apply the fallback, write metric depth maps."""
+    if stage.done:
+        return load_alignments(stage)
+    out = stage.begin()
+    alignments: dict[str, Alignment] = {}
+    for name in tqdm(scene.names, desc="align", unit="view", leave=False):
+        diag_path = _diag_path(out, name)
+        if diag_path.is_file():
+            alignments[name] = _alignment_from_json(json.loads(diag_path.read_text()))
+            continue
+        pred = load_prediction(pred_dir, name)
+        alignment = align_view(pred, scene.sparse[name], params, scene.cameras[name])
+        if alignment.usable:
+            _write_view(out, name, pred, alignment)
+        write_json(diag_path, alignment.summary())
+        alignments[name] = alignment
+    if params.fallback == "borrow":
+        alignments = _borrow(scene, pred_dir, out, alignments, params)
+    _report(alignments)
+    usable = [n for n, a in alignments.items() if a.usable]
+    write_json(out / "alignment.json", {n: a.summary() for n, a in sorted(alignments.items())})
+    if not usable:
+        raise AlignmentError(
+            "no view could be aligned to the sparse points",
+            path=out / "alignment.json",
+            fix="check the SfM report; views need >= align.min_points observed 3D points",
+        )
+    stage.finish({"num_views": len(alignments), "num_usable": len(usable)})
+    return alignments
+
+
+def _borrow(
+    scene: SparseScene,
+    pred_dir: Path,
+    out: Path,
+    alignments: dict[str, Alignment],
+    params: AlignParams,
+) -> dict[str, Alignment]:
+    borrowed = borrow_alignments(alignments, scene.centers(), params.borrow_neighbors)
+    for name, alignment in borrowed.items():
+        if alignment.status == "borrowed" and alignments[name].status != "borrowed":
+            _write_view(out, name, load_prediction(pred_dir, name), alignment)
+            write_json(_diag_path(out, name), alignment.summary())
+    return borrowed
+
+
+def _report(alignments: dict[str, Alignment]) -> None:
+    for name, a in sorted(alignments.items()):
+        if a.status == "ok":
+            log.debug(
+                "%s: scale %.4g shift %.4g, %d/%d inliers, residual %.3f",
+                name,
+                a.scale,
+                a.shift,
+                a.num_inliers,
+                a.num_points,
+                a.residual,
+            )
+        else:
+            log.warning("%s: alignment %s (%s)", name, a.status, a.message)
+    ok = [a.residual for a in alignments.values() if a.status == "ok"]
+    log.info(
+        "alignment: %d/%d views usable, median residual %.3f",
+        sum(a.usable for a in alignments.values()),
+        len(alignments),
+        float(np.median(ok)) if ok else float("nan"),
+    )
+
+
+def _diag_path(out: Path, name: str) -> Path:
+    return prediction_path(out, name).with_suffix(".json")
+
+
+def view_path(stage_dir: Path, name: str) -> Path:
+    return prediction_path(stage_dir, name)
+
+
+def _write_view(out: Path, name: str, pred, alignment: Alignment) -> None:
+    depth = alignment.to_depth(pred.values)
+    arrays = {"depth": np.nan_to_num(depth, nan=0.0).astype(np.float32)}
+    if pred.normal is not None:
+        arrays["normal"] = pred.normal.astype(np.float32)
+    if pred.confidence is not None:
+        arrays["confidence"] = pred.confidence.astype(np.float32)
+    write_npz(view_path(out, name), **arrays)
+
+
+def _alignment_from_json(data: dict) -> Alignment:
+    fields = {
+        k: data[k]
+        for k in (
+            "scale",
+            "shift",
+            "space",
+            "num_points",
+            "num_inliers",
+            "residual",
+            "status",
+            "message",
+        )
+    }
+    return replace(Alignment(**fields))
+
+
+def load_alignments(stage: Stage) -> dict[str, Alignment]:
+    data = json.loads((stage.path / "alignment.json").read_text())
+    return {name: _alignment_from_json(d) for name, d in data.items()}
+
+
+def load_view_arrays(stage_dir: Path, name: str) -> dict[str, np.ndarray]:
+    """depth (H, W) metres (0 = unknown), normal (H, W, 3) OpenCV, confidence (H, W)."""
+    with np.load(view_path(stage_dir, name), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
