@@ -69,12 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="one photo -> depth + normals -> mesh")
     image.add_argument("photo", type=Path)
     image.add_argument("-o", "--output", type=Path, required=True)
-    image.add_argument("--fov-deg", type=float, help="horizontal field of view when EXIF has none")
+    image.add_argument(
+        "--fov-deg",
+        type=float,
+        help="field of view across the long side when EXIF has none (default 60)",
+    )
     image.add_argument("--K", dest="intrinsics", help="explicit intrinsics 'fx,fy,cx,cy' (px)")
     image.add_argument(
         "--metric-center-distance",
         type=float,
-        help="metres from the camera to the surface at the image centre",
+        help="metres from the camera to the surface at the image centre "
+        "(default: relative scale, median depth 1)",
+    )
+    image.add_argument(
+        "--refine", action="store_true", help="refine depth by integrating the predicted normals"
     )
     _add_predictor_args(image)
     _add_config_args(image)

@@ -110,3 +110,27 @@ def _write_previews(folder, frames, depths, normals, confidences) -> list[Path]:
     ):
         written += write_previews(folder, safe_stem(frame.name), depth, normal, conf)
     return written
+
+
+def resolve_formats(formats: Sequence[str]) -> list[str]:
+    """Canonical format names; a typo raises ConfigError with a suggestion before any work."""
+    return list(dict.fromkeys(resolve_format(f) for f in formats))
+
+
+def export_aligned_priors(aligned, out_dir: Path, formats: Sequence[str]) -> PriorsExport:
+    """Priors for every usable view of an `AlignedScene` (pipelines.scene)."""
+    from pipelines.stage_align import load_view_arrays, view_path
+
+    scene = aligned.scene
+    names = [n for n in scene.names if view_path(aligned.align_dir, n).is_file()]
+    frames, depths, normals, confidences = [], [], [], []
+    for name in tqdm(names, desc="priors", unit="view", leave=False):
+        arrays = load_view_arrays(aligned.align_dir, name)
+        frames.append(scene.frame(name))
+        depths.append(arrays["depth"])
+        normals.append(arrays.get("normal"))
+        confidences.append(arrays.get("confidence"))
+    points = SparsePoints(
+        xyz=scene.points_xyz, rgb=scene.points_rgb, error=scene.points_error, ids=scene.points_ids
+    )
+    return export_priors(frames, depths, out_dir, formats, normals, confidences, points)

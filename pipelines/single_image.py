@@ -28,7 +28,7 @@ from PIL import Image
 
 from pipelines.predictors import Predictor
 from recon.atomic import write_json, write_npz
-from recon.errors import InputError
+from recon.errors import ConfigError, InputError
 from recon.images import load_rgb
 from recon.intrinsics import IntrinsicsChoice, choose_intrinsics
 from recon.normal_integration import (
@@ -213,3 +213,35 @@ def write_outputs(out_dir, stem, mesh, depth, normal, conf, camera, options) -> 
         for path in write_previews(out_dir / "previews", stem, depth, normal, conf):
             files[path.stem.rsplit("_", 1)[-1] + "_preview"] = path
     return files
+
+
+def options_from_args(args) -> SingleImageOptions:
+    """CLI flags -> options (K as 'fx,fy,cx,cy' in pixels of the EXIF-rotated photo)."""
+    K = None
+    if args.intrinsics:
+        try:
+            fx, fy, cx, cy = (float(v) for v in args.intrinsics.split(","))
+        except ValueError as exc:
+            raise ConfigError(
+                f"--K {args.intrinsics!r} is not 'fx,fy,cx,cy'", fix="e.g. --K 800,800,320,240"
+            ) from exc
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
+    scale = ScaleSpec()
+    if args.metric_center_distance is not None:
+        if args.metric_center_distance <= 0:
+            raise ConfigError("--metric-center-distance must be > 0 (metres)")
+        scale = ScaleSpec(mode="center_distance", value=float(args.metric_center_distance))
+    return SingleImageOptions(K=K, fov_deg=args.fov_deg, scale=scale, refine=args.refine)
+
+
+def run_image_command(args) -> int:
+    from pipelines.predictor_factory import make_predictor
+    from pipelines.scene import config_from_args
+
+    config = config_from_args(args)
+    if not Path(args.photo).is_file():
+        raise InputError("photo not found", path=args.photo, fix="pass an existing image file")
+    predictor = make_predictor(config.predictor)
+    result = run_single_image(args.photo, args.output, predictor, options_from_args(args))
+    log.info("wrote %s", ", ".join(str(p) for p in result.files.values()))
+    return 0

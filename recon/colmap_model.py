@@ -32,6 +32,7 @@ class SparseScene:
     points_rgb: np.ndarray  # (N, 3) uint8
     points_error: np.ndarray  # (N,) float64, px, mean reprojection error
     points_track_length: np.ndarray  # (N,) int
+    points_ids: np.ndarray  # (N,) int64 COLMAP point3D ids (match SparseObservations.point_ids)
     # name -> the distorted camera of the original photo, when the model was undistorted
     source_cameras: dict[str, pycolmap.Camera] = field(default_factory=dict)
 
@@ -153,6 +154,7 @@ def scene_from_reconstruction(
         points_rgb=np.array([p.color for p in points], dtype=np.uint8).reshape(-1, 3),
         points_error=np.array([p.error for p in points], dtype=np.float64),
         points_track_length=np.array([p.track.length() for p in points], dtype=np.int64),
+        points_ids=point_ids,
         source_cameras={} if source is None else _source_cameras(source),
     )
 
