@@ -1,8 +1,15 @@
-"""Stage 5: aligned views -> normal-guided TSDF (streamed one view at a time) -> raw mesh."""
+"""Stage 5: aligned views -> normal-guided TSDF (streamed one view at a time) -> raw mesh.
+
+With fusion.consistency enabled, each view's pixels are checked against its k nearest views
+(camera centres) before integration; only those k depth maps are loaded alongside the view (a
+small cache serves neighbours shared by consecutive views), so memory does not grow with the
+number of views.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +23,11 @@ from recon.atomic import write_with
 from recon.colmap_model import SparseScene
 from recon.fusion import (
     FusionParams,
+    PosedDepth,
+    consistency_mask,
     extract_mesh,
     fuse_views,
+    nearest_views,
     scene_fusion_params,
     view_weights,
 )
@@ -51,7 +61,8 @@ def fuse_scene(
         params.depth_max,
         params.weighting,
     )
-    volume = fuse_views(_views(scene, align_dir, names, params), params)
+    stats: dict[str, list[float]] = {"rejected": []}
+    volume = fuse_views(_views(scene, align_dir, names, params, stats), params)
     mesh = extract_mesh(volume, params.weight_threshold)
     write_with(out / RAW_MESH, lambda tmp: mesh.export(tmp, file_type="ply"))
     stage.finish(
@@ -63,19 +74,28 @@ def fuse_scene(
             "depth_max": params.depth_max,
             "seconds": volume.seconds,
             "faces": len(mesh.faces),
+            "consistency_rejected": _mean(stats["rejected"]),
         }
     )
     return mesh
 
 
 def _depth(align_dir: Path, name: str) -> np.ndarray:
-    return load_view_arrays(align_dir, name)["depth"]
+    with np.load(view_path(align_dir, name), allow_pickle=False) as data:
+        return data["depth"]  # only this array is read from the file
 
 
 def _views(
-    scene: SparseScene, align_dir: Path, names: list[str], params: FusionParams
+    scene: SparseScene,
+    align_dir: Path,
+    names: list[str],
+    params: FusionParams,
+    stats: dict[str, list[float]],
 ) -> Iterator[View]:
-    for name in tqdm(names, desc="fuse", unit="view", leave=False):
+    check = params.consistency
+    centres = np.stack([scene.centers()[n] for n in names])
+    cache = _DepthCache(align_dir, max(check.neighbors + 2, 2))
+    for index, name in enumerate(tqdm(names, desc="fuse", unit="view", leave=False)):
         frame = scene.frame(name)
         arrays = load_view_arrays(align_dir, name)
         depth, normal = arrays["depth"], arrays.get("normal")
@@ -85,4 +105,38 @@ def _views(
             weight = view_weights(
                 depth, normal, frame.camera.K, arrays.get("confidence"), params.weights
             )
+        if check.enabled and check.neighbors > 0:
+            others = [
+                PosedDepth(cache.get(names[j]), scene.cameras[names[j]].K, scene.cam_from_world[names[j]])
+                for j in nearest_views(centres, index, check.neighbors)
+            ]  # fmt: skip
+            keep = consistency_mask(
+                PosedDepth(depth, frame.camera.K, frame.cam_from_world), others, check
+            )
+            valid = depth > 0
+            stats["rejected"].append(float(1.0 - keep[valid].mean()) if valid.any() else 0.0)
+            # Rejected pixels leave the view entirely: depth 0 is "no observation" in any mode.
+            depth = np.where(keep, depth, 0).astype(np.float32)
+            weight = np.where(keep, weight, 0).astype(np.float32)
         yield View(frame=frame, depth=depth, normal=normal, weight=weight)
+
+
+class _DepthCache:
+    """The last few views' depth maps read from the align stage (least recently used out)."""
+
+    def __init__(self, align_dir: Path, size: int):
+        self.align_dir, self.size = align_dir, size
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get(self, name: str) -> np.ndarray:
+        if name in self._maps:
+            self._maps.move_to_end(name)
+        else:
+            self._maps[name] = _depth(self.align_dir, name)
+            if len(self._maps) > self.size:
+                self._maps.popitem(last=False)
+        return self._maps[name]
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None

@@ -24,7 +24,13 @@ import open3d.core as o3c
 import trimesh
 
 from .errors import FusionError
-from .geometry import backproject, normals_from_depth, transform_points, viewing_cosine
+from .geometry import (
+    backproject,
+    discontinuities,
+    normals_from_depth,
+    transform_points,
+    viewing_cosine,
+)
 from .records import Camera, Frame, View
 
 WEIGHTINGS = ("guided", "uniform")
@@ -32,13 +38,28 @@ WEIGHTINGS = ("guided", "uniform")
 
 @dataclass(frozen=True)
 class WeightParams:
-    """Per-pixel fusion weight = angle term * confidence term * agreement term."""
+    """Per-pixel fusion weight = angle term * confidence term * agreement term * edge term."""
 
     min_cos: float = 0.05  # cos(normal, ray to camera) below this => weight 0 (grazing)
     cos_power: float = 1.0  # angle term = cos ** cos_power
     confidence_power: float = 1.0  # confidence term = confidence ** confidence_power
     agreement_sigma_deg: float = 25.0  # agreement term = exp(-angle^2 / (2 sigma^2)) ...
     agreement_floor: float = 0.1  # ... but never below this (depth normals are noisy too)
+    # Edge term: 0 within edge_radius (fraction of the image's long side) of a depth
+    # discontinuity, where the local depth range max / min exceeds 1 + edge_jump. Monocular
+    # depth is blurred there: ramps between foreground and background (flying pixels).
+    edge_jump: float = 0.0  # 0 = off
+    edge_radius: float = 0.006
+
+
+@dataclass(frozen=True)
+class ConsistencyParams:
+    """Multi-view check before integration: a pixel's 3D point must agree with a neighbour."""
+
+    enabled: bool = False
+    neighbors: int = 4  # nearest views (by camera centre) each view is checked against
+    rel_tol: float = 0.05  # relative depth difference still counted as agreement
+    min_agree: int = 1  # neighbours that must agree (pixels no neighbour can check are kept)
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,7 @@ class FusionParams:
     depth_percentiles: tuple[float, float] = (1.0, 99.0)  # derived depth range
     weighting: str = "guided"  # guided | uniform
     weights: WeightParams = field(default_factory=WeightParams)
+    consistency: ConsistencyParams = field(default_factory=ConsistencyParams)
     integrate_color: bool = True
     weight_threshold: float = 0.0  # extract_mesh keeps voxels with weight strictly above this
     block_resolution: int = 8  # voxels per block side
@@ -111,6 +133,9 @@ def view_weights(
         angle = np.degrees(np.arccos(cos_nd))
         agree = np.exp(-0.5 * (angle / params.agreement_sigma_deg) ** 2)
         w = w * np.where(has_nd, np.maximum(agree, params.agreement_floor), 1.0)
+    if params.edge_jump > 0:
+        radius = max(1, round(params.edge_radius * max(depth.shape)))
+        w = np.where(discontinuities(depth, params.edge_jump, radius), 0.0, w)
     return np.where(valid, w, 0.0).astype(np.float32)
 
 
@@ -253,6 +278,59 @@ def extract_mesh(volume: FusedVolume, weight_threshold: float = 0.0) -> trimesh.
     return trimesh.Trimesh(vertices, faces, vertex_colors=colours, process=False)
 
 
+@dataclass(frozen=True)
+class PosedDepth:
+    """What a consistency check needs of a view: its depth, intrinsics and pose."""
+
+    depth: np.ndarray  # (H, W) z-depth, world units; 0 or NaN = invalid
+    K: np.ndarray  # (3, 3) pixels
+    cam_from_world: np.ndarray  # (4, 4)
+
+    @classmethod
+    def of(cls, view: View) -> PosedDepth:
+        return cls(view.depth, view.frame.camera.K, view.frame.cam_from_world)
+
+    @property
+    def center(self) -> np.ndarray:
+        return -self.cam_from_world[:3, :3].T @ self.cam_from_world[:3, 3]
+
+
+def nearest_views(centres: np.ndarray, index: int, k: int) -> list[int]:
+    """Indices of the k views whose centres (N, 3) are nearest to view `index` (not itself)."""
+    order = np.argsort(np.linalg.norm(centres - centres[index], axis=1), kind="stable")
+    return [int(j) for j in order if j != index][:k]
+
+
+def consistency_mask(
+    view: PosedDepth, others: Sequence[PosedDepth], params: ConsistencyParams
+) -> np.ndarray:
+    """(H, W) bool: valid pixels whose depth the other views confirm.
+
+    Each valid pixel is backprojected and projected into every view of `others`. A view
+    agrees when its depth there is within params.rel_tol (relative) of the point's depth. A
+    pixel is kept when at least params.min_agree views agree, or when no view has a valid
+    depth where it projects (nothing to check it against): points that every neighbour sees
+    through (floaters) or sees in front of (layers behind the surface) are dropped.
+    """
+    agree, checked = _agreement_counts(view, others, params.rel_tol)
+    valid = np.isfinite(view.depth) & (view.depth > 0)
+    return valid & ((agree >= params.min_agree) | (checked == 0))
+
+
+def consistency_masks(
+    views: Sequence[View], neighbors: int = 4, rel_tol: float = 0.05, min_agree: int = 1
+) -> list[np.ndarray]:
+    """`consistency_mask` of every view against its `neighbors` nearest views (by camera
+    centre), all views in memory. The scene pipeline streams this (pipelines.stage_fuse)."""
+    params = ConsistencyParams(True, neighbors, rel_tol, min_agree)
+    posed = [PosedDepth.of(v) for v in views]
+    centres = np.stack([p.center for p in posed])
+    return [
+        consistency_mask(p, [posed[j] for j in nearest_views(centres, i, neighbors)], params)
+        for i, p in enumerate(posed)
+    ]
+
+
 def with_consistency(
     views: Sequence[View], neighbors: int = 4, rel_tol: float = 0.05, min_agree: int = 1
 ) -> list[View]:
@@ -263,42 +341,16 @@ def with_consistency(
     ]
 
 
-def consistency_masks(
-    views: Sequence[View], neighbors: int = 4, rel_tol: float = 0.05, min_agree: int = 1
-) -> list[np.ndarray]:
-    """(H, W) bool per view: pixels whose depth other views confirm (multi-view consistency).
-
-    Each valid pixel is backprojected and projected into its `neighbors` nearest views (by
-    camera centre). A neighbour agrees when its depth at that pixel is within rel_tol
-    (relative) of the point's depth there. A pixel is kept when at least `min_agree`
-    neighbours agree, or when no neighbour has a valid depth where it projects (nothing to
-    check it against); points every neighbour sees in front of or behind are dropped. Needs
-    every view's depth at once, so it runs before the streaming fusion; multiply View.weight
-    by the mask.
-    """
-    centres = np.stack([v.frame.center for v in views])
-    masks = []
-    for i, view in enumerate(views):
-        order = np.argsort(np.linalg.norm(centres - centres[i], axis=1))
-        others = [views[j] for j in order if j != i][:neighbors]
-        agree, checked = _agreement_counts(view, others, rel_tol)
-        valid = np.isfinite(view.depth) & (view.depth > 0)
-        masks.append(valid & ((agree >= min_agree) | (checked == 0)))
-    return masks
-
-
-def _agreement_counts(view: View, others: Sequence[View], rel_tol: float):
-    """Per-pixel counts (H, W) of neighbours that agree with the view's depth / that have a
+def _agreement_counts(view: PosedDepth, others: Sequence[PosedDepth], rel_tol: float):
+    """Per-pixel counts (H, W) of other views that agree with the view's depth / that have a
     valid depth where the pixel projects."""
     h, w = view.depth.shape
-    world = transform_points(
-        view.frame.world_from_cam, backproject(view.depth, view.frame.camera.K)
-    )
+    world = transform_points(np.linalg.inv(view.cam_from_world), backproject(view.depth, view.K))
     agree = np.zeros((h, w), np.int32)
     checked = np.zeros((h, w), np.int32)
     for other in others:
-        cam = transform_points(other.frame.cam_from_world, world)
-        K, (ho, wo) = other.frame.camera.K, other.depth.shape
+        cam = transform_points(other.cam_from_world, world)
+        K, (ho, wo) = other.K, other.depth.shape
         z = cam[..., 2]
         with np.errstate(invalid="ignore", divide="ignore"):
             u = np.floor(K[0, 0] * cam[..., 0] / z + K[0, 2])

@@ -137,3 +137,16 @@ def depth_edges(depth: np.ndarray, rel_jump: float = 0.05) -> np.ndarray:
         e[1:] |= jump
         e[:-1] |= jump
     return edge
+
+
+def discontinuities(depth: np.ndarray, rel_jump: float, radius: int) -> np.ndarray:
+    """(H, W) bool: pixels within `radius` pixels (square window) of a depth discontinuity,
+    i.e. where max / min of the valid depth in the window exceeds 1 + rel_jump. Pixels next to
+    invalid depth count too (the border of the known region is an edge)."""
+    valid = np.isfinite(depth) & (depth > 0)
+    size = 2 * int(radius) + 1
+    hi = ndimage.maximum_filter(np.where(valid, depth, np.inf), size=size, mode="nearest")
+    lo = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=size, mode="nearest")
+    with np.errstate(invalid="ignore"):
+        jump = ~(hi <= lo * (1.0 + rel_jump))  # inf (an invalid neighbour) counts as a jump
+    return jump & valid
