@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_minloglevel", "1")  # COLMAP's per-image log lines off
@@ -39,11 +38,10 @@ os.environ.setdefault("GLOG_minloglevel", "1")  # COLMAP's per-image log lines o
 from pipelines.config import from_dict  # noqa: E402
 from pipelines.scene import run_scene  # noqa: E402
 from pipelines.scene_config import SceneConfig  # noqa: E402
-from recon.evaluate import sample_surface, similarity_from_centers  # noqa: E402
 from recon.fusion import FusionParams, extract_mesh, fuse_views  # noqa: E402
-from recon.geometry import transform_points  # noqa: E402
 from recon.records import View  # noqa: E402
 from sample_scenes import generate_scene, load_scene, render_ground_truth, scene_frames  # noqa: E402
+from sample_scenes.scoring import SceneScorer, to_ground_truth_frame  # noqa: E402
 from sample_scenes.simulate import write_predictions  # noqa: E402
 
 PLAIN = {"weighting": "uniform", "consistency": {"enabled": False}}  # classic TSDF
@@ -61,7 +59,6 @@ VARIANTS: dict[str, dict] = {
     "uniform+consistency": {"fusion": {"weighting": "uniform"}},
 }
 DEFAULT_VARIANTS = "affine+uniform,affine+guided,full+uniform,full"
-THRESHOLDS = (0.005, 0.01, 0.02)  # fractions of the GT extent
 
 
 def base_config() -> dict:
@@ -74,56 +71,6 @@ def scene_dir(work: Path, kind: str, seed: int, views: int, width: int, height: 
     if not (path / "scene.json").is_file():
         generate_scene(path, kind=kind, seed=seed, num_views=views, width=width, height=height)
     return path
-
-
-class Reference:
-    """GT surface samples: all of them, and those some camera sees (ray-cast depth test)."""
-
-    def __init__(self, gt, count: int = 200_000, rel_tol: float = 0.03):
-        self.extent = gt.extent
-        self.all = sample_surface(trimesh.load(gt.mesh_path, process=False), count, seed=1)
-        seen = np.zeros(len(self.all), bool)
-        K, w, h = gt.camera.K, gt.camera.width, gt.camera.height
-        for name in gt.names:
-            depth = render_ground_truth(gt, name)[0]
-            cam = transform_points(gt.cam_from_world[name], self.all)
-            z = cam[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2])
-                v = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2])
-            inside = (z > 0) & (u >= 0) & (v >= 0) & (u < w) & (v < h)
-            d = np.zeros(len(z))
-            d[inside] = depth[v[inside].astype(int), u[inside].astype(int)]
-            seen |= inside & (np.abs(d - z) <= rel_tol * z)
-        self.seen = self.all[seen]
-        self.tree = cKDTree(self.all)
-
-    def metrics(self, mesh: trimesh.Trimesh, count: int = 100_000) -> dict:
-        pts = sample_surface(mesh, count, seed=0)
-        d_pred = self.tree.query(pts, workers=-1)[0]
-        tree = cKDTree(pts)
-        out = {"accuracy": float(d_pred.mean())}
-        for tag, ref in (("seen", self.seen), ("all", self.all)):
-            d_gt = tree.query(ref, workers=-1)[0]
-            out[f"completeness_{tag}"] = float(d_gt.mean())
-            for t in THRESHOLDS:
-                p, r = np.mean(d_pred <= t * self.extent), np.mean(d_gt <= t * self.extent)
-                out[f"F@{100 * t:g}%_{tag}"] = float(2 * p * r / (p + r) if p + r else 0.0)
-                out[f"P@{100 * t:g}%"], out[f"R@{100 * t:g}%_{tag}"] = float(p), float(r)
-        out["chamfer_seen"] = 0.5 * (out["accuracy"] + out["completeness_seen"])
-        return out
-
-
-def mesh_to_gt(mesh: trimesh.Trimesh, cameras_json: Path, gt) -> tuple[trimesh.Trimesh, float]:
-    """Map an SfM-frame mesh into the GT frame (similarity of camera centres)."""
-    data = json.loads(cameras_json.read_text())["images"]
-    names = [n for n in data if n in gt.cam_from_world]
-    src = np.array([np.linalg.inv(np.array(data[n]["cam_from_world"]))[:3, 3] for n in names])
-    dst = np.array([np.linalg.inv(gt.cam_from_world[n])[:3, 3] for n in names])
-    scale, R, t = similarity_from_centers(src, dst)
-    out = mesh.copy()
-    out.vertices = scale * (np.asarray(mesh.vertices) @ R.T) + t
-    return out, scale
 
 
 def upper_bound(gt, voxel_size: float, trunc_voxels: float) -> trimesh.Trimesh:
@@ -142,7 +89,7 @@ def upper_bound(gt, voxel_size: float, trunc_voxels: float) -> trimesh.Trimesh:
     return extract_mesh(fuse_views(views, params), params.weight_threshold)
 
 
-def run_variant(gt, ref: Reference, work: Path, preds: Path, name: str, overrides: dict) -> dict:
+def run_variant(gt, ref: SceneScorer, work: Path, preds: Path, name: str, overrides: dict) -> dict:
     config = from_dict(SceneConfig, _merge(base_config(), overrides))
     config = dataclasses.replace(
         config, predictor=dataclasses.replace(config.predictor, predictions=str(preds))
@@ -151,7 +98,7 @@ def run_variant(gt, ref: Reference, work: Path, preds: Path, name: str, override
     result = run_scene(gt.image_dir, work / "run", config)
     wall = time.perf_counter() - start
     mesh = trimesh.load(result.mesh_paths["ply"], process=False)
-    mesh_gt, scale = mesh_to_gt(mesh, work / "run" / "cameras.json", gt)
+    mesh_gt, scale = to_ground_truth_frame(mesh, work / "run" / "cameras.json", gt)
     report = result.report
     return {
         "variant": name,
@@ -219,7 +166,7 @@ def print_timing(rows: list[dict]) -> None:
         )
 
 
-def timing_run(gt, ref: Reference, work: Path, preds: Path) -> dict:
+def timing_run(gt, ref: SceneScorer, work: Path, preds: Path) -> dict:
     """The default configuration end to end in a fresh folder (SfM included)."""
     fresh = work / f"timing-{time.strftime('%Y%m%d-%H%M%S')}"
     row = run_variant(gt, ref, fresh, preds, "timing (default)", VARIANTS["full"])
@@ -238,7 +185,7 @@ def run_scene_bench(spec: str, args, width: int, height: int) -> list[dict]:
     preds = args.work / f"{sdir.name}-pred-{args.space}"
     if not preds.is_dir():
         write_predictions(sdir, preds, space=args.space, seed=int(seed))
-    ref = Reference(gt)
+    ref = SceneScorer(gt)
     rows = []
     for name in args.variants.split(","):
         row = run_variant(gt, ref, args.work / sdir.name, preds, name, VARIANTS[name])

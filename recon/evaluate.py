@@ -121,6 +121,27 @@ def similarity_from_centers(
     return scale, R, t
 
 
+def similarity_from_poses(
+    src_cam_from_world: dict[str, np.ndarray], dst_cam_from_world: dict[str, np.ndarray]
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (scale, R, t) taking frame `src` to frame `dst`, fitted on the centres of the
+    cameras both hold (name -> (4, 4) cam_from_world), e.g. an SfM model and ground truth."""
+    names = sorted(set(src_cam_from_world) & set(dst_cam_from_world))
+    centres = [
+        np.array([-m[:3, :3].T @ m[:3, 3] for m in (poses[n] for n in names)]).reshape(-1, 3)
+        for poses in (src_cam_from_world, dst_cam_from_world)
+    ]
+    return similarity_from_centers(*centres)
+
+
+def apply_similarity(
+    points: np.ndarray, similarity: tuple[float, np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """(N, 3) points mapped by (scale, R, t): scale * R @ p + t."""
+    scale, R, t = similarity
+    return scale * (np.asarray(points, dtype=np.float64) @ R.T) + t
+
+
 def depth_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> dict:
     """AbsRel (mean |pred - gt| / gt), delta1 (share with max(pred/gt, gt/pred) < 1.25), RMSE.
 
