@@ -23,6 +23,7 @@ Routes:
   bf16-cl       ours, bf16, channels_last weights and activations
   bf16-compile  ours, bf16, torch.compile (inductor, weights frozen); compile time reported
   bf16-batch2   ours, bf16, two images per call (ms per image)
+  bf16-cl-batch2  ours, bf16, channels_last, two images per call
   onnx-fp32     ours, with UNet and VAE exported to ONNX (static shapes) and run by ONNX Runtime
                 on the CPU (needs `pip install onnxruntime onnx`); export time reported
 """
@@ -50,6 +51,7 @@ ROUTES = (
     "bf16",
     "bf16-cl",
     "bf16-batch2",
+    "bf16-cl-batch2",
     "bf16-compile",
     "fp16",
     "onnx-fp32",
@@ -233,7 +235,7 @@ def _route_model(route: str, path: Path, res: int):
         device="cpu",
         dtype=dtype,
         processing_res=res,
-        channels_last=route == "bf16-cl",
+        channels_last=route.startswith("bf16-cl"),
         compile=route == "bf16-compile",
     )
 
@@ -321,7 +323,7 @@ def worker(args: argparse.Namespace) -> dict:
 
         inductor_config.freezing = True  # prepack oneDNN weights: the point of compiling on CPU
     h, w = args.size
-    batch = 2 if args.route == "bf16-batch2" else 1
+    batch = 2 if args.route.endswith("batch2") else 1
     res = max(h, w)
     start = time.perf_counter()
     if args.route == "reference":

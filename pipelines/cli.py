@@ -2,15 +2,20 @@
 
 Library code raises typed errors; this module alone turns them into one-line messages and exit
 codes (1 = bad input/config, 2 = usage, 3 = disk/permissions, 70 = internal error,
-130 = interrupted).
+130 = interrupted, 143 = terminated by SIGTERM). Both interruptions unwind normally, so
+temp files are removed, the workspace lock is released and a rerun resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("lotus_recon")
@@ -50,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Photos to 3D geometry with Lotus depth/normal priors.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log and tracebacks")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only errors on the console (OUT/log.txt keeps the full log)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     scene = sub.add_parser("scene", help="photo folder -> SfM -> aligned priors -> fused mesh")
@@ -105,12 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(output: Path | None, verbose: bool) -> None:
+def setup_logging(output: Path | None, verbose: bool, quiet: bool = False) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    if quiet and not verbose:
+        console.setLevel(logging.ERROR)
     root.addHandler(console)
     if output is not None:
         try:
@@ -136,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_image_command(args)
     if args.command == "priors":
-        from pipelines.priors import run_priors_command
+        from pipelines.scene import run_priors_command
 
         return run_priors_command(args)
     raise AssertionError(args.command)
@@ -152,24 +165,58 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that temp files are removed and the lock freed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _run_context(quiet: bool) -> Iterator[None]:
+    """SIGTERM as an interrupt, and no progress bars when quiet; both undone on exit."""
+    from recon.progress import set_progress
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    bars = set_progress(not quiet)
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        set_progress(bars)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(getattr(args, "output", None), args.verbose)
+    setup_logging(getattr(args, "output", None), args.verbose, args.quiet)
     try:
-        return _run(args)
-    except KeyboardInterrupt:
+        with _run_context(args.quiet):
+            return _run(args)
+    except KeyboardInterrupt as exc:
         log.error("interrupted; rerun the same command to resume where it stopped")
+        if isinstance(exc, Terminated):
+            return 128 + exc.signum
         return EXIT_INTERRUPTED
     except OSError as exc:
         if args.verbose:
             raise
-        if exc.errno == errno.ENOSPC:
-            log.error("%s: disk full — free space or choose another -o folder", exc.filename or "")
+        where = exc.filename or getattr(args, "output", None) or "I/O error"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free space or choose another -o folder, then rerun to resume"
+            log.error("%s: disk full — fix: %s", where, fix)
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            log.error("%s: permission denied — choose a writable -o folder", exc.filename or "")
+            log.error("%s: permission denied — fix: choose a writable -o folder", where)
         else:
-            log.error("%s: %s", exc.filename or "I/O error", exc.strerror or exc)
+            reason = exc.strerror or str(exc).splitlines()[0]
+            log.error("%s: %s — fix: check the path and rerun", where, reason)
         return EXIT_DISK
     except Exception as exc:
         if args.verbose:

@@ -36,7 +36,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid value in '{where.rstrip('.') or 'config'}': {exc}") from exc
+        raise ConfigError(
+            f"invalid value in '{where.rstrip('.') or 'config'}': {exc}",
+            fix="correct it with --set or in the --config file",
+        ) from exc
 
 
 def _did_you_mean(key: str, fields: dict[str, Any]) -> str:
@@ -52,18 +55,22 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ConfigError(f"'{where}' must be a mapping, got {value!r}")
+            raise ConfigError(
+                f"'{where}' must be a mapping, got {value!r}", fix=f"write {where}.KEY=VALUE"
+            )
         return from_dict(hint, value, where + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors: list[ConfigError] = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _coerce(arg, value, where)
             except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"'{where}' has an invalid value {value!r}")
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        raise ConfigError(f"'{where}' has an invalid value {value!r}", fix="see the presets")
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(
@@ -72,7 +79,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"'{where}' must be a list, got {value!r}")
+            raise ConfigError(
+                f"'{where}' must be a list, got {value!r}", fix=f"write {where}=[...]"
+            )
         item = args[0] if args else Any
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is Any:
@@ -80,7 +89,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint in (int, str, bool) and not (isinstance(value, hint) and not _bool_as_int(hint, value)):
-        raise ConfigError(f"'{where}' must be {hint.__name__}, got {value!r}")
+        raise ConfigError(
+            f"'{where}' must be {hint.__name__}, got {value!r}",
+            fix=f"give {where} a {hint.__name__}",
+        )
     return value
 
 
@@ -109,13 +121,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': {exc}".replace("\n", " ")) from exc
+            raise ConfigError(
+                f"override '{item}': {exc}".replace("\n", " "), fix="quote or fix the value"
+            ) from exc
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}' conflicts with another override")
+                raise ConfigError(
+                    f"override '{item}' conflicts with another override", fix="drop one of them"
+                )
         node[parts[-1]] = value
     return out
 
@@ -136,9 +152,13 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise ConfigError("config file not found", path=path, fix="check the path") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML ({exc})".replace("\n", " "), path=path) from exc
+        raise ConfigError(
+            f"invalid YAML ({exc})".replace("\n", " "), path=path, fix="fix its syntax"
+        ) from exc
     if not isinstance(data, dict):
-        raise ConfigError("config must be a YAML mapping", path=path)
+        raise ConfigError(
+            "config must be a YAML mapping", path=path, fix="write section: {key: value}"
+        )
     return data
 
 

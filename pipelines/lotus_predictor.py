@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from recon.errors import InputError
+from recon.progress import progress
 from recon.records import DepthSpace, Frame, MonoPrediction
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def confidence_from_spread(spread: np.ndarray, tau: float) -> np.ndarray:
     return np.clip(conf, 0.0, 1.0).astype(np.float32)
 
 
-def _as_input_error(exc: Exception) -> InputError:
+def as_input_error(exc: Exception) -> InputError:
     """lotus_core's one-line errors as the pipeline's typed input errors."""
     message = getattr(exc, "message", str(exc))
     return InputError(message, fix=getattr(exc, "fix", None))
@@ -106,7 +106,7 @@ class LotusPredictor:
                 else LotusModel.load(normal, task="normal", flag=NORMAL_FLAG, **common)
             )
         except LotusError as exc:
-            raise _as_input_error(exc) from exc
+            raise as_input_error(exc) from exc
         return cls(depth_model, normal_model, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
@@ -142,7 +142,7 @@ class LotusPredictor:
         order = sorted(range(len(frames)), key=lambda i: frames[i].image.shape[:2])
         step = self.batch_size or self.depth_model.batch_size
         out: list[MonoPrediction | None] = [None] * len(frames)
-        bar = tqdm(total=len(frames), desc="lotus", unit="frame", disable=not self.progress)
+        bar = progress(total=len(frames), desc="lotus", unit="frame", disable=not self.progress)
         try:
             for k in range(0, len(order), step):
                 chunk = order[k : k + step]
@@ -151,7 +151,7 @@ class LotusPredictor:
                     out[i] = pred
                 bar.update(len(chunk))
         except LotusError as exc:
-            raise _as_input_error(exc) from exc
+            raise as_input_error(exc) from exc
         finally:
             bar.close()
         return out  # type: ignore[return-value]

@@ -27,6 +27,38 @@ def make_predictor(config: PredictorConfig, scene: SparseScene | None = None) ->
     return LotusPredictor.from_config(config)
 
 
+def check_predictor(config: PredictorConfig) -> None:
+    """Fail before SfM, not after it, on a predictor that cannot work.
+
+    File predictions: the folder and its space are checked. Lotus checkpoints given as local
+    paths are inspected without loading weights (a missing folder, a normal model passed as
+    the depth model); hub ids are left to the prediction stage, which a resumed run whose
+    predictions are done never reaches.
+    """
+    if config.kind == "file":
+        make_predictor(config)
+        return
+    from lotus_core.checkpoints import inspect_checkpoint  # no torch import
+    from lotus_core.errors import LotusError
+    from pipelines.lotus_predictor import DEPTH_FLAG, NORMAL_FLAG, as_input_error
+
+    wanted = [(config.depth_model, "depth", config.space, DEPTH_FLAG)]
+    if config.normal_model:
+        wanted.append((config.normal_model, "normal", None, NORMAL_FLAG))
+    for source, task, space, flag in wanted:
+        if not _looks_local(source):
+            continue
+        try:
+            inspect_checkpoint(source, task=task, space=space, flag=flag)
+        except LotusError as exc:
+            raise as_input_error(exc) from exc
+
+
+def _looks_local(source: str) -> bool:
+    """An existing path, or one written as a path (absolute, ./, ~): not a hub id."""
+    return Path(source).expanduser().exists() or source.startswith(("/", ".", "~"))
+
+
 def predictor_fingerprint(config: PredictorConfig) -> dict:
     """What the predictions depend on: the config, and the files for a file predictor."""
     data = to_dict(config)

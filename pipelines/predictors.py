@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from recon.errors import InputError
+from recon.images import source_stem
 from recon.records import DEPTH_SPACES, DepthSpace, Frame, MonoPrediction
 from recon.resample import normalize, remap_map, resize_map
 
@@ -44,7 +45,8 @@ class Predictor(Protocol):
 
 
 def prediction_path(root: Path, frame_name: str) -> Path:
-    return Path(root) / (str(Path(frame_name).with_suffix("")) + ".npz")
+    """`root/<photo name without extension>.npz`, also for photos the intake re-encoded."""
+    return Path(root) / (source_stem(frame_name) + ".npz")
 
 
 class FilePredictor:

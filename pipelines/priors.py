@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from recon.atomic import write_json
 from recon.preview import write_previews
 from recon.priors import PriorsWritten, SparsePoints, resolve_format, write_priors
 from recon.priors.common import safe_stem
+from recon.progress import progress
 from recon.records import Frame, View
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _write_previews(folder, frames, depths, normals, confidences) -> list[Path]:
     confidences = list(confidences) if confidences is not None else [None] * n
     written: list[Path] = []
     items = zip(frames, depths, normals, confidences)
-    for frame, depth, normal, conf in tqdm(
+    for frame, depth, normal, conf in progress(
         items, total=n, desc="previews", unit="view", leave=False
     ):
         written += write_previews(folder, safe_stem(frame.name), depth, normal, conf)
@@ -124,7 +124,7 @@ def export_aligned_priors(aligned, out_dir: Path, formats: Sequence[str]) -> Pri
     scene = aligned.scene
     names = [n for n in scene.names if view_path(aligned.align_dir, n).is_file()]
     frames, depths, normals, confidences = [], [], [], []
-    for name in tqdm(names, desc="priors", unit="view", leave=False):
+    for name in progress(names, desc="priors", unit="view", leave=False):
         arrays = load_view_arrays(aligned.align_dir, name)
         frames.append(scene.frame(name))
         depths.append(arrays["depth"])

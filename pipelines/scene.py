@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipelines.config import dump_yaml, resolve, to_dict
-from pipelines.predictor_factory import make_predictor, predictor_fingerprint
+from pipelines.predictor_factory import check_predictor, make_predictor, predictor_fingerprint
 from pipelines.predictors import Predictor
 from pipelines.priors import export_aligned_priors, resolve_formats
 from pipelines.scene_config import SceneConfig
@@ -58,6 +58,8 @@ def align_scene(
     predictor_factory: Callable[[], Predictor] | None = None,
 ) -> tuple[AlignedScene, Stage]:
     """images -> sfm -> predict -> align; returns the result and the align stage."""
+    if predictor_factory is None:
+        check_predictor(config.predictor)
     s_images = ws.stage(
         "images", None, {"photos": folder_fingerprint(photo_dir), "config": to_dict(config.images)}
     )
@@ -125,6 +127,7 @@ def run_scene(
             "mesh": {"vertices": len(mesh.vertices), "faces": len(mesh.faces)},
             "seconds": timings,
             "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb_after": clock.peaks,
         }
         write_json(out_dir / "report.json", report)
     log.info("mesh: %d faces -> %s", len(mesh.faces), ", ".join(str(p) for p in paths.values()))
@@ -158,10 +161,11 @@ def peak_rss_mb() -> float:
 
 
 class _Clock:
-    """Times named stages into a dict (seconds)."""
+    """Times named stages into a dict (seconds), and notes the peak RSS (MB) after each."""
 
     def __init__(self, timings: dict[str, float]):
         self.timings = timings
+        self.peaks: dict[str, float] = {}
 
     def __call__(self, name: str) -> _Clock:
         self._name = name
@@ -172,6 +176,8 @@ class _Clock:
 
     def __exit__(self, *exc: object) -> None:
         self.timings[self._name] = round(time.perf_counter() - self._start, 3)
+        # The process peak so far: the stage that raises it is the one that needs the memory.
+        self.peaks[self._name] = round(peak_rss_mb(), 1)
 
 
 class _Lazy:

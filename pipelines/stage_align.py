@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pipelines.predictors import prediction_path
 from pipelines.stage_predict import load_prediction
@@ -21,6 +20,7 @@ from recon.align import AlignParams, align_view, borrow_alignments
 from recon.atomic import write_json, write_npz
 from recon.colmap_model import SparseScene
 from recon.errors import AlignmentError
+from recon.progress import progress
 from recon.records import Alignment
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def align_predictions(
         return load_alignments(stage)
     out = stage.begin()
     alignments: dict[str, Alignment] = {}
-    for name in tqdm(scene.names, desc="align", unit="view", leave=False):
+    for name in progress(scene.names, desc="align", unit="view", leave=False):
         diag_path = _diag_path(out, name)
         if diag_path.is_file():
             alignments[name] = _alignment_from_json(json.loads(diag_path.read_text()))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from tqdm import tqdm
 
 from pipelines.stage_align import load_view_arrays, view_path
 from pipelines.workspace import Stage
@@ -31,6 +30,7 @@ from recon.fusion import (
     scene_fusion_params,
     view_weights,
 )
+from recon.progress import progress
 from recon.records import View
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _views(
     check = params.consistency
     centres = np.stack([scene.centers()[n] for n in names])
     cache = _DepthCache(align_dir, max(check.neighbors + 2, 2))
-    for index, name in enumerate(tqdm(names, desc="fuse", unit="view", leave=False)):
+    for index, name in enumerate(progress(names, desc="fuse", unit="view", leave=False)):
         frame = scene.frame(name)
         arrays = load_view_arrays(align_dir, name)
         depth, normal = arrays["depth"], arrays.get("normal")

@@ -7,8 +7,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pipelines.workspace import Stage
 from recon.atomic import write_json
 from recon.errors import InputError
@@ -16,11 +14,14 @@ from recon.images import (
     ImageSet,
     SkippedImage,
     check_duplicates,
+    check_stem_clashes,
     device_signature,
+    finished_copy,
     list_images,
     normalize_image,
     normalized_name,
 )
+from recon.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,20 @@ def prepare_images(photo_dir: Path, stage: Stage, config: ImagesConfig) -> Image
         return load_image_set(stage)
     out = stage.begin()
     names, skipped = list_images(photo_dir)
+    names, clashes = check_stem_clashes(names)
+    skipped += clashes
     if config.drop_duplicates:
         names, dup = check_duplicates(photo_dir, names)
         skipped += dup
     image_set = ImageSet(root=out / "images", names=[])
-    for name in tqdm(names, desc="images", unit="img", leave=False):
+    for name in progress(names, desc="images", unit="img", leave=False):
         dst_name = normalized_name(name)
+        dst = image_set.root / dst_name
         try:
-            size, factor = normalize_image(
-                photo_dir / name, image_set.root / dst_name, config.max_size
-            )
+            if dst.is_file():  # written by an interrupted run: keep it
+                size, factor = finished_copy(photo_dir / name, dst, config.max_size)
+            else:
+                size, factor = normalize_image(photo_dir / name, dst, config.max_size)
         except InputError as err:
             skipped.append(SkippedImage(name, str(err)))
             continue

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pipelines.predictors import Predictor, prediction_path
 from pipelines.workspace import Stage
 from recon.atomic import write_npz
 from recon.colmap_model import SparseScene
 from recon.errors import InputError
+from recon.progress import progress
 from recon.records import MonoPrediction
 
 log = logging.getLogger(__name__)
@@ -35,18 +35,29 @@ def predict_views(scene: SparseScene, predictor: Predictor, stage: Stage, batch_
             len(scene.names) - len(todo),
             len(scene.names),
         )
-    bad: list[str] = []
-    with tqdm(total=len(todo), desc="predict", unit="view", leave=False) as bar:
+    with progress(total=len(todo), desc="predict", unit="view", leave=False) as bar:
         for chunk in _chunks(todo, batch_size):
             frames = [scene.frame(n) for n in chunk]
             for frame, pred in zip(frames, predictor.predict(frames)):
-                if not np.isfinite(pred.values).any():
-                    bad.append(frame.name)
-                    log.warning("%s: prediction has no finite values; view skipped", frame.name)
                 save_prediction(prediction_path(out, frame.name), pred)
             bar.update(len(chunk))
-    stage.finish({"producer": predictor.name, "space": predictor.space, "empty_predictions": bad})
+    # Over every view, also those an interrupted run predicted: the summary of a resumed run
+    # must equal an uninterrupted one's.
+    bad = [n for n in scene.names if not _has_finite_values(out, n)]
+    for name in bad:
+        log.warning("%s: prediction has no finite values; view skipped", name)
+    if todo:
+        producer, space = predictor.name, predictor.space
+    else:  # all done by an interrupted run: read what made them instead of loading a model
+        first = load_prediction(out, scene.names[0])
+        producer, space = first.producer, first.space
+    stage.finish({"producer": producer, "space": space, "empty_predictions": bad})
     return out
+
+
+def _has_finite_values(stage_dir: Path, name: str) -> bool:
+    with np.load(prediction_path(stage_dir, name), allow_pickle=False) as data:
+        return bool(np.isfinite(data["values"]).any())
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

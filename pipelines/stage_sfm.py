@@ -21,7 +21,7 @@ from recon.colmap_model import (
 )
 from recon.errors import SfMError
 from recon.images import ImageSet
-from recon.sfm import SfMParams, SfMReport, check_model, run_sfm
+from recon.sfm import SfMParams, SfMReport, check_model, match_colmap_logging, run_sfm
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def reconstruct(
     photo_dir: Path | None = None,
 ) -> SparseScene:
     """Run SfM (or import `colmap_dir`), undistort, and return the scene records."""
+    match_colmap_logging()
     if stage.done:
         return load_sparse_scene(stage)
     out = stage.begin()
@@ -49,7 +50,10 @@ def reconstruct(
             # One device, one camera: shared intrinsics are better constrained (DESIGN.md).
             params = dataclasses.replace(params, camera_mode="single")
             log.info("all photos share size and EXIF camera: one shared SfM camera")
-        rec, report = run_sfm(image_root, image_set.names, out / "colmap", params)
+        try:
+            rec, report = run_sfm(image_root, image_set.names, out / "colmap", params)
+        except SfMError as err:  # name the user's folder, not our copies of it
+            raise SfMError(err.message, path=photo_dir or err.path, fix=err.fix) from err
     _write_model(rec, out / "model_raw")
     source = None
     if needs_undistortion(rec):

@@ -54,6 +54,10 @@ class AlignParams:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.clip_mode not in CLIP_MODES:
             raise ValueError(f"clip_mode must be one of {CLIP_MODES}, got {self.clip_mode!r}")
+        if self.min_points < 2 or self.ransac_iterations < 1 or self.borrow_neighbors < 1:
+            raise ValueError("align.min_points must be >= 2, ransac_iterations/neighbors >= 1")
+        if not (self.inlier_threshold > 0 and self.max_residual > 0):
+            raise ValueError("align.inlier_threshold and align.max_residual must be > 0")
 
 
 @dataclass(frozen=True)

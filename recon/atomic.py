@@ -32,6 +32,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.filename is None or TEMP_MARKER in str(exc.filename):
+            # Name the output, not the temp file or nothing (a full disk fails in fsync).
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -7,6 +7,7 @@ class ReconError(Exception):
     """Base class. `str(err)` is one line naming the file (when there is one) and the fix."""
 
     def __init__(self, message: str, *, path: object | None = None, fix: str | None = None):
+        self.message = message
         self.path = None if path is None else str(path)
         self.fix = fix
         parts = [f"{self.path}: {message}" if self.path else message]

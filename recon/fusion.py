@@ -34,6 +34,7 @@ from .geometry import (
 from .records import Camera, Frame, View
 
 WEIGHTINGS = ("guided", "uniform")
+MAX_DEPTH_SAMPLES = 20_000  # per view, for the derived depth range
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,20 @@ class FusionParams:
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        # `not x > 0` also rejects NaN.
+        positive = {"trunc_voxels": self.trunc_voxels, "voxel_divisions": self.voxel_divisions}
+        positive |= {"block_resolution": self.block_resolution, "block_count": self.block_count}
+        for key in ("voxel_size", "depth_min", "depth_max"):
+            if getattr(self, key) is not None:
+                positive[key] = getattr(self, key)
+        for key, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"fusion.{key} must be > 0, got {value!r}")
+        if self.depth_min is not None and self.depth_max is not None:
+            if self.depth_min >= self.depth_max:
+                raise ValueError("fusion.depth_min must be below fusion.depth_max")
+        if not self.weight_threshold >= 0:
+            raise ValueError(f"fusion.weight_threshold must be >= 0, got {self.weight_threshold}")
 
     @property
     def trunc(self) -> float:
@@ -275,7 +290,30 @@ def extract_mesh(volume: FusedVolume, weight_threshold: float = 0.0) -> trimesh.
     if "colors" in mesh.vertex:
         rgb = np.clip(mesh.vertex.colors.numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
         colours = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
+    vertices, faces, colours = canonical_order(vertices, faces, colours)
     return trimesh.Trimesh(vertices, faces, vertex_colors=colours, process=False)
+
+
+def canonical_order(
+    vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Sort vertices by position and faces by vertex index (winding kept).
+
+    The hash map's block order depends on thread scheduling, so marching cubes emits the same
+    surface in a different order from run to run; sorting makes equal fields give byte-equal
+    files (a resumed run matches an uninterrupted one). vertices (V, 3), faces (F, 3) int,
+    colours (V, 4) uint8 or None.
+    """
+    order = np.lexsort(vertices.T[::-1])  # x, then y, then z
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    faces = rank[faces]
+    # Rotate each face so its smallest index comes first: same triangle, same winding.
+    first = np.argmin(faces, axis=1)
+    rows = np.arange(len(faces))[:, None]
+    faces = faces[rows, (first[:, None] + np.arange(3)) % 3]
+    faces = faces[np.lexsort(faces.T[::-1])]
+    return vertices[order], faces, None if colours is None else colours[order]
 
 
 @dataclass(frozen=True)
@@ -401,7 +439,10 @@ def _depth_samples(
     chunks = []
     if depths is not None:
         for d in depths:
-            d = np.asarray(d, dtype=np.float64).ravel()[::7]
+            # Every 7th pixel, but at most ~MAX_DEPTH_SAMPLES a view: the pool stays small
+            # for thousands of full-size views.
+            step = max(7, -(-d.size // MAX_DEPTH_SAMPLES))
+            d = np.asarray(d, dtype=np.float64).ravel()[::step]
             chunks.append(d[np.isfinite(d) & (d > 0)])
     else:
         for f in frames:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,7 @@ def list_images(root: str | Path) -> tuple[list[str], list[SkippedImage]]:
             skipped.append(
                 SkippedImage(
                     rel.as_posix(),
-                    f"unsupported file type '{path.suffix or '(none)'}'; "
+                    f"unsupported file type '{path.suffix or '(none)'}' — fix: "
                     f"convert to one of {', '.join(IMAGE_EXTENSIONS)} or move it out",
                 )
             )
@@ -88,14 +89,32 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
     Raises InputError (one line, names the file) for corrupt, truncated or empty files.
     """
+    return decode_image(path)[0]
+
+
+def decode_image(
+    path: str | Path, max_size: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """(H, W, 3) uint8 RGB (EXIF orientation applied) and the photo's full (width, height) px.
+
+    With `max_size`, a JPEG much larger than that is decoded at a reduced scale (1/2, 1/4 or
+    1/8, never below the target size), so an 8000x6000 photo costs a fraction of its 144 MB;
+    the caller still resizes the result to the exact target. Raises InputError (one line,
+    names the file) for corrupt, truncated or empty files.
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                full = img.size
+                if max_size is not None and max(full) > max_size:
+                    factor = max_size / max(full)
+                    img.draft("RGB", (math.ceil(full[0] * factor), math.ceil(full[1] * factor)))
                 img.load()  # forces a full decode: truncated files fail here
-                img = ImageOps.exif_transpose(img)
-                return to_rgb8(img)
+                transposed = ImageOps.exif_transpose(img)
+                swapped = transposed.size != img.size and transposed.size == img.size[::-1]
+                return to_rgb8(transposed), (full[::-1] if swapped else full)
     except InputError:
         raise
     except Exception as exc:
@@ -124,12 +143,14 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
 
 
 def needs_reencode(path: Path) -> bool:
-    """True unless the file is a plain 8-bit RGB JPEG/PNG with no EXIF rotation."""
+    """True unless the file is a plain 8-bit RGB JPEG/PNG, as its extension says, unrotated."""
     if path.suffix.lower() not in PASSTHROUGH_EXTENSIONS:
         return True
+    expected = "PNG" if path.suffix.lower() == ".png" else "JPEG"
     with Image.open(path) as img:
         orientation = img.getexif().get(0x0112, 1)
-        return img.mode != "RGB" or orientation not in (0, 1)
+        # A PNG named .jpg (or the reverse) is re-encoded: SfM readers may trust the extension.
+        return img.mode != "RGB" or orientation not in (0, 1) or img.format != expected
 
 
 def normalized_name(name: str) -> str:
@@ -137,10 +158,21 @@ def normalized_name(name: str) -> str:
     return name if Path(name).suffix.lower() in PASSTHROUGH_EXTENSIONS else name + ".png"
 
 
+def source_stem(name: str) -> str:
+    """The photo's relative name without extension, from its normalised name or its own.
+
+    'a/0004.tif.png' (a re-encoded TIFF) and 'a/0004.tif' both give 'a/0004': per-image files
+    (predictions) are named after the photo, whatever the intake did to it.
+    """
+    path = Path(name)
+    if path.suffix.lower() == ".png" and path.with_suffix("").suffix.lower() in IMAGE_EXTENSIONS:
+        path = path.with_suffix("")
+    return path.with_suffix("").as_posix()
+
+
 def normalize_image(src: Path, dst: Path, max_size: int) -> tuple[tuple[int, int], float]:
     """Write the SfM-ready copy of `src` at `dst` (atomic). Returns ((w, h), downscale factor)."""
-    rgb = load_rgb(src)
-    h, w = rgb.shape[:2]
+    rgb, (w, h) = decode_image(src, max_size)
     if min(h, w) < MIN_IMAGE_SIDE:
         raise InputError(
             f"image is {w}x{h} px, smaller than {MIN_IMAGE_SIDE} px on a side",
@@ -150,6 +182,7 @@ def normalize_image(src: Path, dst: Path, max_size: int) -> tuple[tuple[int, int
     factor = min(1.0, max_size / max(h, w))
     if factor < 1.0:
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        # From the full-size or the reduced-scale decode alike: same target size.
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
     elif not needs_reencode(src):
         write_with(dst, lambda tmp: tmp.write_bytes(src.read_bytes()))
@@ -160,6 +193,16 @@ def normalize_image(src: Path, dst: Path, max_size: int) -> tuple[tuple[int, int
     else:
         write_with(dst, lambda tmp: pil.save(tmp, format="PNG"))
     return (rgb.shape[1], rgb.shape[0]), factor
+
+
+def finished_copy(src: Path, dst: Path, max_size: int) -> tuple[tuple[int, int], float]:
+    """What `normalize_image` returned for a copy an interrupted run already wrote (atomic,
+    so a file under the final name is complete): ((w, h) of `dst`, downscale factor)."""
+    with Image.open(dst) as img:
+        size = img.size
+    with Image.open(src) as img:
+        factor = min(1.0, max_size / max(img.size))  # orientation does not change the long side
+    return size, factor
 
 
 def device_signature(path: Path, size: tuple[int, int]) -> str:
@@ -175,19 +218,47 @@ def device_signature(path: Path, size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}|{make}|{model}|{focal}".strip()
 
 
+def check_stem_clashes(names: list[str]) -> tuple[list[str], list[SkippedImage]]:
+    """Skip photos whose name equals an earlier one up to the extension (a.jpg, a.png).
+
+    Per-image files are named after the photo without its extension, so both would read and
+    write the same prediction file.
+    """
+    seen: dict[str, str] = {}
+    kept, skipped = [], []
+    for name in names:
+        stem = source_stem(name)
+        if stem in seen:
+            skipped.append(
+                SkippedImage(
+                    name, f"same name as {seen[stem]} up to the extension — fix: rename one"
+                )
+            )
+        else:
+            seen[stem] = name
+            kept.append(name)
+    return kept, skipped
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 def check_duplicates(root: Path, names: list[str]) -> tuple[list[str], list[SkippedImage]]:
-    """Drop byte-identical duplicates (keeping the first name): they add no views, only cost."""
-    seen: dict[str, str] = {}
-    kept, skipped = [], []
+    """Drop byte-identical duplicates: they add no views, only cost.
+
+    Of each group the shortest name is kept (then the first in order): a copy's name is
+    usually the original's plus a suffix ('IMG_1 copy.jpg' sorts before 'IMG_1.jpg').
+    """
+    groups: dict[str, list[str]] = {}
     for name in names:
-        digest = file_digest(root / name)
-        if digest in seen:
-            skipped.append(SkippedImage(name, f"duplicate of {seen[digest]}; remove one copy"))
-        else:
-            seen[digest] = name
-            kept.append(name)
+        groups.setdefault(file_digest(root / name), []).append(name)
+    keep = {min(group, key=lambda n: (len(n), n)): group for group in groups.values()}
+    original = {n: k for k, group in keep.items() for n in group}
+    kept = [n for n in names if n in keep]
+    skipped = [
+        SkippedImage(n, f"duplicate of {original[n]} — fix: remove one copy")
+        for n in names
+        if n not in keep
+    ]
     return kept, skipped

@@ -27,6 +27,16 @@ CAMERA_MODES = {
 }
 
 
+def match_colmap_logging() -> None:
+    """COLMAP's own log (glog, straight to stderr) only with debug logging (-v).
+
+    Its errors are part of normal operation here (a mapper that finds no model before the
+    fallback runs); the checks in this module turn what matters into one-line messages.
+    """
+    debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+    pycolmap.logging.minloglevel = 0 if debug else 3  # 0 = INFO, 3 = FATAL only
+
+
 @dataclass(frozen=True)
 class SfMParams:
     matcher: str = "auto"  # auto | exhaustive | sequential; auto = exhaustive up to the limit
@@ -43,8 +53,22 @@ class SfMParams:
     min_model_size: int = 3  # smallest sub-model the mapper keeps (COLMAP's default is 10)
     max_mean_reprojection_error: float = 2.0  # px; a model above this fails the check
     min_observations_per_view: int = 20  # views with fewer 3D points are flagged
-    num_threads: int = -1
+    num_threads: int = -1  # -1 = all cores; 1 makes the model identical from run to run
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {
+            "matcher": ("auto", "exhaustive", "sequential"),
+            "mapper": ("incremental", "global"),
+            "camera_mode": tuple(CAMERA_MODES),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"sfm.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.intrinsics is not None and len(self.intrinsics) != 4:
+            raise ValueError("sfm.intrinsics must be [fx, fy, cx, cy] (px)")
+        if min(self.max_num_features, self.max_image_size, self.min_model_size) < 1:
+            raise ValueError("sfm sizes and counts must be >= 1")
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from pipelines.cli import main
-from sample_scenes import ORACLE, load_scene, write_predictions
+from sample_scenes import ORACLE, load_scene, render_ground_truth, write_predictions
 from sample_scenes.scoring import SceneScorer, to_ground_truth_frame
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_scenes" / "room_small"
@@ -79,3 +79,28 @@ def test_mesh_vertices_are_in_the_sfm_frame_near_the_sparse_points(run):
     margin = 0.2 * (hi - lo)
     inside = np.all((mesh.vertices > lo - margin) & (mesh.vertices < hi + margin), axis=1)
     assert inside.mean() > 0.95
+
+
+def test_priors_command_reuses_the_scene_model(run, tmp_path):
+    """`priors` with --colmap (the scene run's SfM model) and the same predictions: per-view
+    metric depth that matches the ground truth up to the SfM scale."""
+    _, out = run
+    model = next((out / "work").glob("sfm-*")) / "model_raw"
+    preds = out.parent / "pred"
+    dest = tmp_path / "priors"
+    args = ["priors", str(SCENE / "images"), "-o", str(dest), "--format", "npz"]
+    args += ["--colmap", str(model), "--predictions", str(preds)]
+    assert main(args) == 0
+    scene = load_scene(SCENE)
+    ratios = []
+    for name in ("0000.jpg", "0009.jpg"):
+        view = np.load(dest / "npz" / "views" / f"{Path(name).stem}.npz")
+        depth = view["depth"]
+        # Undistortion of the SfM camera (k ~ 1e-3) trims a pixel row/column; the rest of
+        # the grid moves by well under a pixel, which the robust bound below absorbs.
+        gt = render_ground_truth(scene, name)[0][: depth.shape[0], : depth.shape[1]]
+        both = (depth > 0) & (gt > 0)
+        ratio = gt[both] / depth[both]
+        assert np.percentile(np.abs(ratio / np.median(ratio) - 1), 90) < 0.02
+        ratios.append(np.median(ratio))
+    assert ratios[0] == pytest.approx(ratios[1], rel=0.01)  # one scale for the whole scene

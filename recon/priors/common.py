@@ -96,9 +96,9 @@ class PriorsWritten:
 
 def progress(views: Sequence[PriorView], fmt: str):
     """Progress bar over the views of one writer (quiet when not a terminal)."""
-    from tqdm import tqdm
+    from recon.progress import progress
 
-    return tqdm(views, desc=fmt, unit="view", leave=False)
+    return progress(views, desc=fmt, unit="view", leave=False)
 
 
 def safe_stem(name: str) -> str:
