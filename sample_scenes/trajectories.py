@@ -20,10 +20,14 @@ def intrinsics(width: int, height: int) -> np.ndarray:
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = WORLD_UP) -> np.ndarray:
-    """(4, 4) cam_from_world of an OpenCV camera at `eye` looking at `target`, `up` up."""
+    """(4, 4) cam_from_world of an OpenCV camera at `eye` looking at `target`, `up` up
+    (world y stands in for `up` when the camera looks along it)."""
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
     forward = target - eye
     forward = forward / np.linalg.norm(forward)
     right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-6:
+        right = np.cross(forward, [0.0, 1.0, 0.0])
     right = right / np.linalg.norm(right)
     down = np.cross(forward, right)
     rot = np.stack([right, down, forward])  # rows: camera axes in world coordinates

@@ -15,6 +15,7 @@ import trimesh
 
 from recon.geometry import camera_rays
 from recon.records import Camera, Frame, MonoPrediction, SparseObservations
+from sample_scenes.trajectories import look_at
 
 
 @dataclass(frozen=True)
@@ -38,23 +39,6 @@ def intrinsics(width: int, height: int, fov_x_deg: float = 70.0) -> Camera:
     f = 0.5 * width / np.tan(np.radians(fov_x_deg) / 2)
     K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=np.float64)
     return Camera(K=K, width=width, height=height)
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """cam_from_world (4, 4) for an OpenCV camera at `eye` looking at `target`."""
-    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-6:
-        x = np.cross(z, [0.0, 1.0, 0.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = -R @ eye
-    return T
 
 
 def render(mesh: trimesh.Trimesh, camera: Camera, cam_from_world: np.ndarray):
