@@ -1,6 +1,7 @@
 """How time and memory of the scene command grow with the number of views.
 
     python bench/scaling.py [--views 10 30 100] [--width 384 --height 288] [--work DIR]
+                            [--priors nerfstudio ...]
 
 For each size: generate a room scene (cached in --work), simulate Lotus-like predictions, then
 run `lotus-recon -q scene IMAGES -o OUT --predictions PRED` in its own process (real SfM, real
@@ -23,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("images", "sfm", "predict", "align", "fuse", "export")
+STAGES = ("images", "sfm", "predict", "align", "fuse", "export", "priors")
 
 
 def prepare(work: Path, views: int, width: int, height: int) -> tuple[Path, Path]:
@@ -88,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=288)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lotus_scaling"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--priors", action="append", default=[], help="also export this layout")
     args = parser.parse_args(argv)
     extra = [x for item in args.overrides for x in ("--set", item)]
+    extra += [x for fmt in args.priors for x in ("--priors", fmt)]
     rows: dict[int, dict] = {}
     for views in args.views:
         scene, preds = prepare(args.work, views, args.width, args.height)

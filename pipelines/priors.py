@@ -17,8 +17,15 @@ import numpy as np
 
 from recon.atomic import write_json
 from recon.preview import write_previews
-from recon.priors import PriorsWritten, SparsePoints, resolve_format, write_priors
-from recon.priors.common import safe_stem
+from recon.priors import (
+    PriorsWritten,
+    PriorView,
+    SparsePoints,
+    StreamedViews,
+    prepare_views,
+    resolve_format,
+    write_prior_views,
+)
 from recon.progress import progress
 from recon.records import Frame, View
 
@@ -57,19 +64,29 @@ def export_priors(
     normals: per frame (H, W, 3) unit, OpenCV camera frame, or None; confidences: (H, W) in
     [0, 1] or None; points3d: SfM points (colmap / dn-splatter / nerfstudio point cloud).
     """
+    views = prepare_views(frames, depths, normals, confidences)
+    return export_prepared(views, out_dir, formats, points3d, previews)
+
+
+def export_prepared(
+    views: Sequence[PriorView],
+    out_dir: str | Path,
+    formats: Sequence[str],
+    points3d: SparsePoints | None = None,
+    previews: bool = True,
+) -> PriorsExport:
+    """`export_priors` for prepared views, in memory or streamed (`StreamedViews`)."""
     out_dir = Path(out_dir)
-    keys = list(dict.fromkeys(resolve_format(f) for f in formats))  # validate all first
+    keys = resolve_formats(formats)  # validate all first
     result = PriorsExport(out_dir)
     for key in keys:
-        written = write_priors(key, out_dir / key, frames, depths, normals, confidences, points3d)
+        written = write_prior_views(key, out_dir / key, views, points3d)
         result.formats[key] = written
         log.info("priors %s: %d views -> %s", key, written.views, written.root)
         for line in written.warnings:
             log.warning(line)
     if previews:
-        result.previews = _write_previews(
-            out_dir / "previews", frames, depths, normals, confidences
-        )
+        result.previews = _write_previews(out_dir / "previews", views)
     write_json(out_dir / "priors.json", result.summary())
     return result
 
@@ -99,16 +116,10 @@ def export_views(
     )
 
 
-def _write_previews(folder, frames, depths, normals, confidences) -> list[Path]:
-    n = len(frames)
-    normals = list(normals) if normals is not None else [None] * n
-    confidences = list(confidences) if confidences is not None else [None] * n
+def _write_previews(folder: Path, views: Sequence[PriorView]) -> list[Path]:
     written: list[Path] = []
-    items = zip(frames, depths, normals, confidences)
-    for frame, depth, normal, conf in progress(
-        items, total=n, desc="previews", unit="view", leave=False
-    ):
-        written += write_previews(folder, safe_stem(frame.name), depth, normal, conf)
+    for v in progress(views, total=len(views), desc="previews", unit="view", leave=False):
+        written += write_previews(folder, v.stem, v.depth, v.normal, v.confidence)
     return written
 
 
@@ -118,19 +129,19 @@ def resolve_formats(formats: Sequence[str]) -> list[str]:
 
 
 def export_aligned_priors(aligned, out_dir: Path, formats: Sequence[str]) -> PriorsExport:
-    """Priors for every usable view of an `AlignedScene` (pipelines.scene)."""
+    """Priors for every usable view of an `AlignedScene` (pipelines.scene), streamed: each
+    view's image and arrays are read from the workspace when a writer reaches it."""
     from pipelines.stage_align import load_view_arrays, view_path
 
     scene = aligned.scene
     names = [n for n in scene.names if view_path(aligned.align_dir, n).is_file()]
-    frames, depths, normals, confidences = [], [], [], []
-    for name in progress(names, desc="priors", unit="view", leave=False):
-        arrays = load_view_arrays(aligned.align_dir, name)
-        frames.append(scene.frame(name))
-        depths.append(arrays["depth"])
-        normals.append(arrays.get("normal"))
-        confidences.append(arrays.get("confidence"))
+
+    def load(i: int) -> tuple:
+        arrays = load_view_arrays(aligned.align_dir, names[i])
+        frame = scene.frame(names[i])
+        return frame, arrays["depth"], arrays.get("normal"), arrays.get("confidence")
+
     points = SparsePoints(
         xyz=scene.points_xyz, rgb=scene.points_rgb, error=scene.points_error, ids=scene.points_ids
     )
-    return export_priors(frames, depths, out_dir, formats, normals, confidences, points)
+    return export_prepared(StreamedViews(names, load), out_dir, formats, points)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -364,3 +365,50 @@ def test_nested_names_nan_depth_and_views(scene, tmp_path):
     data = np.load(tmp_path / "npz" / "views" / f"{stem}.npz")
     assert np.all(np.isfinite(data["depth"])) and np.all(data["confidence"] == 1.0)
     assert result.formats["npz"].views == 3
+
+
+def test_streamed_views_write_the_same_files_loading_one_view_at_a_time(scene, tmp_path):
+    """Views streamed from a loader give byte-identical files to in-memory views, and the
+    writers hold a bounded number of views (not all of them) whatever their count."""
+    import dataclasses
+
+    from pipelines.priors import export_prepared, export_priors
+    from recon.priors import StreamedViews
+
+    n = 9  # the three scene frames, each under three names
+    frames = [dataclasses.replace(scene["frames"][k % 3], name=f"v{k:02d}.jpg") for k in range(n)]
+    depths = [scene["depths"][k % 3] for k in range(n)]
+    normals = [scene["normals"][k % 3] for k in range(n)]
+    formats = ["nerfstudio", "monosdf", "tum", "npz"]
+    export_priors(frames, depths, tmp_path / "memory", formats, normals, None, scene["points"])
+
+    refs: list[weakref.ref] = []
+    peak = [0]
+
+    class Counted(StreamedViews):
+        """Counts the views alive when each new one is built."""
+
+        def __getitem__(self, i):
+            view = super().__getitem__(i)
+            if isinstance(i, slice):
+                return view
+            refs.append(weakref.ref(view))
+            peak[0] = max(peak[0], sum(r() is not None for r in refs))
+            return view
+
+    def load(i):
+        return frames[i], depths[i], normals[i], None
+
+    names = [f.name for f in frames]
+    export_prepared(Counted(names, load), tmp_path / "streamed", formats, scene["points"])
+    # A loop variable can outlive its loop while the next pass builds views: a few alive.
+    assert peak[0] <= 3
+    memory = sorted(p.relative_to(tmp_path / "memory") for p in (tmp_path / "memory").rglob("*"))
+    streamed = sorted(
+        p.relative_to(tmp_path / "streamed") for p in (tmp_path / "streamed").rglob("*")
+    )
+    assert memory == streamed and len(memory) > 4 * n
+    for rel in memory:
+        a, b = tmp_path / "memory" / rel, tmp_path / "streamed" / rel
+        if a.is_file() and rel.name != "priors.json":  # the summary names its own folder
+            assert a.read_bytes() == b.read_bytes(), rel

@@ -20,7 +20,13 @@ import numpy as np
 
 from recon.errors import ConfigError
 from recon.priors import colmap, dn_splatter, monosdf, nerfstudio, npz, splat_slam, tum
-from recon.priors.common import PriorsWritten, PriorView, SparsePoints, prepare_views
+from recon.priors.common import (
+    PriorsWritten,
+    PriorView,
+    SparsePoints,
+    StreamedViews,
+    prepare_views,
+)
 from recon.records import Frame
 
 Writer = Callable[..., PriorsWritten]
@@ -70,8 +76,20 @@ def write_priors(
     [0, 1] or None; points3d: SfM points for the formats that carry them (colmap,
     dn-splatter, nerfstudio's sparse_pc.ply). Files are written atomically.
     """
-    key = resolve_format(format)
     views = prepare_views(frames, depths, normals, confidences)
+    return write_prior_views(format, out_dir, views, points3d, with_images)
+
+
+def write_prior_views(
+    format: str,
+    out_dir: str | Path,
+    views: Sequence[PriorView],
+    points3d: SparsePoints | None = None,
+    with_images: bool = True,
+) -> PriorsWritten:
+    """`write_priors` for views already prepared (`prepare_views`), or streamed from disk one
+    at a time (`StreamedViews`) to keep memory flat for long sequences."""
+    key = resolve_format(format)
     writer = WRITERS[key]
     if key == "npz":
         return writer(views, Path(out_dir), points3d)
@@ -83,7 +101,9 @@ __all__ = [
     "PriorView",
     "PriorsWritten",
     "SparsePoints",
+    "StreamedViews",
     "prepare_views",
     "resolve_format",
+    "write_prior_views",
     "write_priors",
 ]

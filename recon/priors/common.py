@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from recon.records import Camera, Frame
 # y up, z backward). Its own inverse.
 OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])
 UINT16_MAX = 65535
+QUANTISATION_SAMPLES = 10_000  # depths a view for the median in `quantisation_warning`
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def prepare_views(
         )
     views, stems = [], set()
     for i, (frame, depth, normal, conf) in enumerate(zip(frames, depths, normals, confidences)):
-        views.append(_prepare_one(i, frame, depth, normal, conf))
+        views.append(prepare_one(i, frame, depth, normal, conf))
         if views[-1].stem in stems:
             raise InputError(
                 f"two frames map to the file stem {views[-1].stem!r}", fix="rename one"
@@ -134,7 +135,35 @@ def prepare_views(
     return views
 
 
-def _prepare_one(i, frame: Frame, depth, normal, conf) -> PriorView:
+class StreamedViews(Sequence[PriorView]):
+    """Views built on access by `load(i)` -> (frame, depth, normal | None, confidence | None),
+    so a writer holds one view's arrays at a time however many views there are (writers that
+    pass over the views twice load them twice). `names`: the frames' names, in order."""
+
+    def __init__(self, names: Sequence[str], load: Callable[[int], tuple]):
+        self.names = list(names)
+        self.load = load
+        stems = [safe_stem(n) for n in self.names]
+        if not self.names or len(set(stems)) != len(stems):
+            raise InputError(
+                f"{len(self.names)} frames, {len(set(stems))} distinct file stems",
+                fix="export at least one view, and rename frames whose names collide",
+            )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i = i % len(self)
+        return prepare_one(i, *self.load(i))
+
+
+def prepare_one(i: int, frame: Frame, depth, normal, conf) -> PriorView:
+    """One validated PriorView: NaN/negative depth becomes 0, normals re-normalised."""
     h, w = frame.image.shape[:2]
     if frame.cam_from_world is None:
         raise InputError(f"frame {frame.name} has no pose", fix="export registered frames only")
@@ -161,7 +190,8 @@ def _prepare_one(i, frame: Frame, depth, normal, conf) -> PriorView:
 def single_camera(views: Sequence[PriorView], fmt: str) -> Camera:
     """The one camera shared by all views (TUM-style layouts have a single calibration)."""
     cam = views[0].frame.camera
-    for v in views[1:]:
+    for k in range(1, len(views)):  # by index: streamed views load one at a time
+        v = views[k]
         other = v.frame.camera
         same = (other.width, other.height) == (cam.width, cam.height) and np.allclose(
             other.K, cam.K, rtol=1e-6, atol=1e-6
@@ -187,15 +217,20 @@ def depth_to_uint16(depth: np.ndarray, units_per_world: float) -> tuple[np.ndarr
 
 
 def quantisation_warning(views: Sequence[PriorView], units_per_world: float, fmt: str) -> list[str]:
-    """Warn when uint16 quantisation is coarse (> 1 % of the median depth) or clips."""
-    med = float(np.median(np.concatenate([v.depth[v.valid] for v in views]) if views else [1.0]))
+    """Warn when uint16 quantisation is coarse (> 1 % of the median depth) or clips. The
+    median is taken over at most QUANTISATION_SAMPLES depths a view (one pass, any length)."""
+    samples, far = [], 0.0
+    for v in views:
+        known = v.depth[v.valid]
+        samples.append(known[:: max(1, known.size // QUANTISATION_SAMPLES)])
+        far = max(far, float(v.depth.max()) * units_per_world)
+    med = float(np.median(np.concatenate(samples))) if samples else 1.0
     out = []
     if med * units_per_world < 100:
         out.append(
             f"{fmt}: median depth is {med * units_per_world:.0f} depth units; uint16 steps are "
             f"{100 / max(med * units_per_world, 1e-9):.1f}% of it (scale the model up)"
         )
-    far = max(float(v.depth.max()) for v in views) * units_per_world
     if far > UINT16_MAX:
         out.append(f"{fmt}: depths beyond {UINT16_MAX / units_per_world:g} world units set to 0")
     return out
