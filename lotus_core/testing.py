@@ -150,8 +150,6 @@ def build_tiny_checkpoint(
     like the official checkpoints, the folder name tells them (name it e.g.
     `lotus-depth-g-v2-1-disparity`), or the caller does.
     """
-    from diffusers import DDIMScheduler
-
     if variant not in ("d", "g") or task not in ("depth", "normal"):
         raise ValueError(f"bad variant/task {variant!r}/{task!r}")
     folder = Path(folder)
@@ -159,6 +157,22 @@ def build_tiny_checkpoint(
     _seed(seed)
     _tiny_unet(8 if variant == "g" else 4).save_pretrained(folder / "unet")
     _tiny_vae().save_pretrained(folder / "vae")
+    write_pipeline_components(folder, variant)
+    if write_metadata:
+        meta = {"task": task} if task == "normal" else {"task": task, "space": space}
+        (folder / METADATA_FILE).write_text(json.dumps(meta) + "\n")
+    return folder
+
+
+def write_pipeline_components(
+    folder: str | Path, variant: Literal["d", "g"], prediction_type: str = "sample"
+) -> None:
+    """Write everything but unet/ and vae/: the tiny text encoder (random, from torch's global
+    RNG), tokenizer/, scheduler/ (`prediction_type` "sample" = x0, or "epsilon") and
+    model_index.json."""
+    from diffusers import DDIMScheduler
+
+    folder = Path(folder)
     _tiny_text_encoder().save_pretrained(folder / "text_encoder")
     _write_tokenizer(folder / "tokenizer")
     DDIMScheduler(
@@ -169,10 +183,6 @@ def build_tiny_checkpoint(
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
-        prediction_type="sample",
+        prediction_type=prediction_type,
     ).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps(_model_index(variant), indent=2) + "\n")
-    if write_metadata:
-        meta = {"task": task} if task == "normal" else {"task": task, "space": space}
-        (folder / METADATA_FILE).write_text(json.dumps(meta) + "\n")
-    return folder
