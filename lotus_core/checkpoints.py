@@ -211,7 +211,8 @@ def _task_and_space(
     for value, allowed, label in ((found_task, TASKS, "task"), (found_space, SPACES, "space")):
         if value is not None and value not in allowed:
             raise CheckpointError(
-                f"{path}: {label} {value!r} is not one of {allowed}", fix="fix it"
+                f"{path}: {label} {value!r} is not one of {allowed}",
+                fix=f"set {label} to one of {allowed} in {path / METADATA_FILE}",
             )
     task = _pick("task", task, found_task, where, name, flag)
     if task is None:
