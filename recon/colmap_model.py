@@ -11,6 +11,7 @@ import numpy as np
 import pycolmap
 
 from recon.errors import InputError
+from recon.geometry import camera_center
 from recon.images import load_rgb
 from recon.records import Camera, Frame, SparseObservations
 
@@ -73,7 +74,7 @@ class SparseScene:
 
     def centers(self) -> dict[str, np.ndarray]:
         """Camera centres in world coordinates, name -> (3,)."""
-        return {n: -m[:3, :3].T @ m[:3, 3] for n, m in self.cam_from_world.items()}
+        return {n: camera_center(m) for n, m in self.cam_from_world.items()}
 
 
 def read_model(model_dir: Path) -> pycolmap.Reconstruction:

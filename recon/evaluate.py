@@ -11,6 +11,8 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
+from recon.geometry import camera_center
+
 DEFAULT_THRESHOLDS = (0.005, 0.01, 0.02)  # fractions of the ground truth's extent
 
 
@@ -128,7 +130,7 @@ def similarity_from_poses(
     cameras both hold (name -> (4, 4) cam_from_world), e.g. an SfM model and ground truth."""
     names = sorted(set(src_cam_from_world) & set(dst_cam_from_world))
     centres = [
-        np.array([-m[:3, :3].T @ m[:3, 3] for m in (poses[n] for n in names)]).reshape(-1, 3)
+        np.array([camera_center(poses[n]) for n in names]).reshape(-1, 3)
         for poses in (src_cam_from_world, dst_cam_from_world)
     ]
     return similarity_from_centers(*centres)

@@ -26,6 +26,7 @@ import trimesh
 from .errors import FusionError
 from .geometry import (
     backproject,
+    camera_center,
     discontinuities,
     normals_from_depth,
     transform_points,
@@ -330,7 +331,7 @@ class PosedDepth:
 
     @property
     def center(self) -> np.ndarray:
-        return -self.cam_from_world[:3, :3].T @ self.cam_from_world[:3, 3]
+        return camera_center(self.cam_from_world)
 
 
 def nearest_views(centres: np.ndarray, index: int, k: int) -> list[int]:

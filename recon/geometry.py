@@ -42,6 +42,11 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=-1)
 
 
+def camera_center(cam_from_world: np.ndarray) -> np.ndarray:
+    """(3,) world position of the camera of a (4, 4) cam_from_world pose: -R^T t."""
+    return -cam_from_world[:3, :3].T @ cam_from_world[:3, 3]
+
+
 def vector_norm(v: np.ndarray) -> np.ndarray:
     """Euclidean norm over the last axis (..., 3) -> (...,), faster than np.linalg.norm here."""
     return np.sqrt(np.einsum("...i,...i->...", v, v))

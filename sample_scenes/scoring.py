@@ -14,9 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial import cKDTree
 
-from recon.evaluate import apply_similarity, sample_surface, similarity_from_poses
+from recon.evaluate import (
+    apply_similarity,
+    point_metrics,
+    sample_surface,
+    similarity_from_poses,
+)
 from recon.geometry import transform_points
 from sample_scenes.scene import SceneGroundTruth, render_ground_truth
 
@@ -62,21 +66,24 @@ class SceneScorer:
         self.extent = scene.extent
         self.all = sample_surface(trimesh.load(scene.mesh_path, process=False), count, seed=1)
         self.seen = self.all[seen_mask(scene, self.all)]
-        self.tree = cKDTree(self.all)
 
     def metrics(self, mesh: trimesh.Trimesh, count: int = 100_000) -> dict:
         """Metrics of a ground-truth-frame mesh. Distances in metres; `P@x%` precision,
-        `R@x%_{seen,all}` recall and `F@x%_{seen,all}` F-score at x% of the extent."""
+        `R@x%_{seen,all}` recall and `F@x%_{seen,all}` F-score at x% of the extent.
+        Accuracy and precision are always against the whole ground truth."""
         pts = sample_surface(mesh, count, seed=0)
-        d_pred = self.tree.query(pts, workers=-1)[0]
-        tree = cKDTree(pts)
-        out = {"accuracy": float(d_pred.mean())}
+        out: dict = {}
         for tag, ref in (("seen", self.seen), ("all", self.all)):
-            d_gt = tree.query(ref, workers=-1)[0]
-            out[f"completeness_{tag}"] = float(d_gt.mean())
+            m = point_metrics(pts, ref, THRESHOLDS, self.extent)
+            out[f"completeness_{tag}"] = m.completeness
+            for t, r in zip(THRESHOLDS, m.recall):
+                out[f"R@{100 * t:g}%_{tag}"] = r
+            if tag == "all":
+                out["accuracy"] = m.accuracy
+                out.update({f"P@{100 * t:g}%": p for t, p in zip(THRESHOLDS, m.precision)})
+        for tag in ("seen", "all"):
             for t in THRESHOLDS:
-                p, r = np.mean(d_pred <= t * self.extent), np.mean(d_gt <= t * self.extent)
-                out[f"F@{100 * t:g}%_{tag}"] = float(2 * p * r / (p + r) if p + r else 0.0)
-                out[f"P@{100 * t:g}%"], out[f"R@{100 * t:g}%_{tag}"] = float(p), float(r)
+                p, r = out[f"P@{100 * t:g}%"], out[f"R@{100 * t:g}%_{tag}"]
+                out[f"F@{100 * t:g}%_{tag}"] = 2 * p * r / (p + r) if p + r else 0.0
         out["chamfer_seen"] = 0.5 * (out["accuracy"] + out["completeness_seen"])
         return out

@@ -20,13 +20,10 @@ from recon.colmap_model import (
 )
 from recon.errors import InputError, SfMError
 from recon.evaluate import similarity_from_centers
+from recon.geometry import camera_center
 from recon.sfm import SfMParams, check_model, run_sfm
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_scenes" / "room_small"
-
-
-def _centre(cam_from_world: np.ndarray) -> np.ndarray:
-    return -cam_from_world[:3, :3].T @ cam_from_world[:3, 3]
 
 
 def _matrix(image: pycolmap.Image) -> np.ndarray:
@@ -65,8 +62,8 @@ def test_sfm_poses_match_ground_truth_up_to_similarity(sample_sfm):
     names, rec, _, gt = sample_sfm
     sfm_poses = {rec.images[i].name: _matrix(rec.images[i]) for i in rec.reg_image_ids()}
     gt_poses = {f["name"]: np.asarray(f["cam_from_world"]) for f in gt["frames"]}
-    src = np.array([_centre(sfm_poses[n]) for n in names])
-    dst = np.array([_centre(gt_poses[n]) for n in names])
+    src = np.array([camera_center(sfm_poses[n]) for n in names])
+    dst = np.array([camera_center(gt_poses[n]) for n in names])
     scale, R, t = similarity_from_centers(src, dst)
     extent = json.loads((SCENE / "scene.json").read_text())["extent"]
     errors = np.linalg.norm(dst - (scale * src @ R.T + t), axis=1)

@@ -124,15 +124,22 @@ def prepare_views(
             f"{len(confidences)} confidences",
             fix="pass one depth (and optional normal/confidence) per frame",
         )
-    views, stems = [], set()
-    for i, (frame, depth, normal, conf) in enumerate(zip(frames, depths, normals, confidences)):
-        views.append(prepare_one(i, frame, depth, normal, conf))
-        if views[-1].stem in stems:
-            raise InputError(
-                f"two frames map to the file stem {views[-1].stem!r}", fix="rename one"
-            )
-        stems.add(views[-1].stem)
-    return views
+    check_unique_stems([f.name for f in frames])
+    items = zip(frames, depths, normals, confidences)
+    return [
+        prepare_one(i, frame, depth, normal, conf)
+        for i, (frame, depth, normal, conf) in enumerate(items)
+    ]
+
+
+def check_unique_stems(names: Sequence[str]) -> None:
+    """Raise when two frame names map to one file stem (their files would overwrite)."""
+    stems: set[str] = set()
+    for name in names:
+        stem = safe_stem(name)
+        if stem in stems:
+            raise InputError(f"two frames map to the file stem {stem!r}", fix="rename one")
+        stems.add(stem)
 
 
 class StreamedViews(Sequence[PriorView]):
@@ -143,12 +150,9 @@ class StreamedViews(Sequence[PriorView]):
     def __init__(self, names: Sequence[str], load: Callable[[int], tuple]):
         self.names = list(names)
         self.load = load
-        stems = [safe_stem(n) for n in self.names]
-        if not self.names or len(set(stems)) != len(stems):
-            raise InputError(
-                f"{len(self.names)} frames, {len(set(stems))} distinct file stems",
-                fix="export at least one view, and rename frames whose names collide",
-            )
+        if not self.names:
+            raise InputError("no view to export", fix="export at least one registered view")
+        check_unique_stems(self.names)
 
     def __len__(self) -> int:
         return len(self.names)
