@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict] = {
     # ablations of the default
     "smooth-only": {"align": {"refine": {"normals": False}}},
     "normals-only": {"align": {"refine": {"smooth": False}}},
+    # no normals anywhere: sparse-point shape correction only, uniform weights
+    "smooth-only+uniform": {"align": {"refine": {"normals": False}}, "fusion": PLAIN},
     "no-consistency": {"fusion": {"consistency": {"enabled": False}}},
     "no-edges": {"fusion": {"weights": {"edge_jump": 0.0}}},
     "uniform+consistency": {"fusion": {"weighting": "uniform"}},
@@ -89,11 +91,30 @@ def upper_bound(gt, voxel_size: float, trunc_voxels: float) -> trimesh.Trimesh:
     return extract_mesh(fuse_views(views, params), params.weight_threshold)
 
 
-def run_variant(gt, ref: SceneScorer, work: Path, preds: Path, name: str, overrides: dict) -> dict:
+def variant_config(preds: Path, overrides: dict) -> SceneConfig:
+    """The bench's scene config with `overrides`, reading the simulated predictions `preds`."""
     config = from_dict(SceneConfig, _merge(base_config(), overrides))
-    config = dataclasses.replace(
+    return dataclasses.replace(
         config, predictor=dataclasses.replace(config.predictor, predictions=str(preds))
     )
+
+
+def prepare_scene(spec: str, args, width: int, height: int) -> tuple[Path, Path]:
+    """The scene folder of `spec` (kind:seed, generated and cached, or an existing scene
+    folder) and its simulated predictions in args.space (written once)."""
+    if ":" in spec:
+        kind, seed = spec.split(":")
+        sdir = scene_dir(args.work, kind, int(seed), args.views, width, height)
+    else:  # an existing scene folder, e.g. sample_scenes/room_small
+        sdir, seed = Path(spec), 0
+    preds = args.work / f"{sdir.name}-pred-{args.space}"
+    if not preds.is_dir():
+        write_predictions(sdir, preds, space=args.space, seed=int(seed))
+    return sdir, preds
+
+
+def run_variant(gt, ref: SceneScorer, work: Path, preds: Path, name: str, overrides: dict) -> dict:
+    config = variant_config(preds, overrides)
     start = time.perf_counter()
     result = run_scene(gt.image_dir, work / "run", config)
     wall = time.perf_counter() - start
@@ -176,15 +197,8 @@ def timing_run(gt, ref: SceneScorer, work: Path, preds: Path) -> dict:
 
 
 def run_scene_bench(spec: str, args, width: int, height: int) -> list[dict]:
-    if ":" in spec:
-        kind, seed = spec.split(":")
-        sdir = scene_dir(args.work, kind, int(seed), args.views, width, height)
-    else:  # an existing scene folder, e.g. sample_scenes/room_small
-        sdir, seed = Path(spec), 0
+    sdir, preds = prepare_scene(spec, args, width, height)
     gt = load_scene(sdir)
-    preds = args.work / f"{sdir.name}-pred-{args.space}"
-    if not preds.is_dir():
-        write_predictions(sdir, preds, space=args.space, seed=int(seed))
     ref = SceneScorer(gt)
     rows = []
     for name in args.variants.split(","):

@@ -53,11 +53,13 @@ def align_scene(
     ws: Workspace,
     photo_dir: Path,
     config: SceneConfig,
-    clock: _Clock,
+    clock: _Clock | None = None,
     colmap_dir: Path | None = None,
     predictor_factory: Callable[[], Predictor] | None = None,
 ) -> tuple[AlignedScene, Stage]:
-    """images -> sfm -> predict -> align; returns the result and the align stage."""
+    """images -> sfm -> predict -> align; returns the result and the align stage.
+    `clock` collects per-stage seconds (none kept when omitted)."""
+    clock = clock or _Clock({})
     if predictor_factory is None:
         check_predictor(config.predictor)
     s_images = ws.stage(

@@ -276,9 +276,12 @@ def fuse_views(views: Iterable[View], params: FusionParams) -> FusedVolume:
 def extract_mesh(volume: FusedVolume, weight_threshold: float = 0.0) -> trimesh.Trimesh:
     """Marching-cubes mesh (world frame) of voxels with weight strictly above the threshold.
 
-    Vertex colours (uint8 RGBA) come from the fused colour when it was integrated. With guided
-    weights a frontal observation adds ~1 and a grazing one less, so the threshold is in units
-    of "good observations". Raises FusionError on an empty mesh.
+    Vertex colours (uint8 RGBA) come from the fused colour when it was integrated. The
+    threshold is in the units of the weights: 1 per observation with uniform weights; with
+    guided weights a frontal, confident observation whose normals agree with its depth adds
+    ~1, but on monocular depth the agreement term usually sits at its floor (per-pixel depth
+    noise makes the depth's own normals rough), so a typical observation adds ~0.1 there.
+    Raises FusionError on an empty mesh.
     """
     mesh = volume.grid.extract_triangle_mesh(weight_threshold=float(weight_threshold))
     vertices = mesh.vertex.positions.numpy().astype(np.float64)

@@ -22,8 +22,12 @@ class MeshParams:
     # Components with fewer faces than this fraction of the largest are dropped as floaters.
     min_component_fraction: float = 0.02
     crop_to_sparse_bounds: bool = True  # drop geometry outside the sparse points' bounds
-    bounds_percentile: float = 1.0  # robust bounds: [p, 100 - p] percentiles of sparse points
-    bounds_margin: float = 0.1  # fraction of the bounds' size added on every side
+    # Robust bounds: [p, 100 - p] percentiles of the sparse points, grown by `bounds_margin` of
+    # their size on every side. Sparse points thin out at the scene's periphery (far, grazing
+    # surfaces have few features), so tight bounds cut real geometry: 1 % / 0.1 cost 2.1 points
+    # of F@1% on the object bench scene; 0.5 % / 0.25 keeps it and still drops far floaters.
+    bounds_percentile: float = 0.5
+    bounds_margin: float = 0.25
     formats: tuple[str, ...] = MESH_FORMATS
 
     def __post_init__(self) -> None:
