@@ -217,8 +217,8 @@ def run_scene_bench(spec: str, args, width: int, height: int) -> list[dict]:
     return [{"scene": sdir.name, "variant": "upper bound", "metrics": ub}] + rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_scene_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options that pick the scenes and their simulated predictions (`prepare_scene`)."""
     ap.add_argument(
         "--scenes",
         default="room:0,room:1,object:0",
@@ -226,9 +226,14 @@ def main() -> None:
     )
     ap.add_argument("--views", type=int, default=30)
     ap.add_argument("--size", default="640x480")
-    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"from {', '.join(VARIANTS)}")
     ap.add_argument("--space", default="disparity", choices=["depth", "disparity"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/lotus_recon_bench"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_scene_arguments(ap)
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"from {', '.join(VARIANTS)}")
     ap.add_argument("--json", type=Path, help="also write all rows here")
     ap.add_argument(
         "--timing",

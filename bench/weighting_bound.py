@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from reconstruction import prepare_scene, variant_config  # noqa: E402
+from reconstruction import add_scene_arguments, prepare_scene, variant_config  # noqa: E402
 
 from pipelines.scene import align_scene  # noqa: E402
 from pipelines.stage_align import load_view_arrays, view_path  # noqa: E402
@@ -126,15 +126,7 @@ def bound_scene(spec: str, args) -> list[tuple[str, dict]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--scenes",
-        default="room:0,room:1,object:0",
-        help="kind:seed to generate, or a scene folder, comma-separated",
-    )
-    ap.add_argument("--views", type=int, default=30)
-    ap.add_argument("--size", default="640x480")
-    ap.add_argument("--space", default="disparity", choices=["depth", "disparity"])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/lotus_recon_bench"))
+    add_scene_arguments(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = [r for spec in args.scenes.split(",") for r in bound_scene(spec, args)]
