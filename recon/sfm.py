@@ -51,6 +51,11 @@ class SfMParams:
     max_num_features: int = 8192
     max_image_size: int = 3200  # px, long edge used for feature extraction
     min_model_size: int = 3  # smallest sub-model the mapper keeps (COLMAP's default is 10)
+    # When the incremental model leaves views out, mapping is retried with this many 2D-3D
+    # inliers needed to register a view (COLMAP's default is 30); the retry's model is kept when
+    # it passes the checks with more views. 0 = no retry. Wide-baseline rings need it: 13/16
+    # views of the Middlebury temple ring register at 30, 16/16 at 15, poses as accurate.
+    relaxed_min_inliers: int = 15
     max_mean_reprojection_error: float = 2.0  # px; a model above this fails the check
     min_observations_per_view: int = 20  # views with fewer 3D points are flagged
     num_threads: int = -1  # -1 = all cores; 1 makes the model identical from run to run
@@ -69,6 +74,8 @@ class SfMParams:
             raise ValueError("sfm.intrinsics must be [fx, fy, cx, cy] (px)")
         if min(self.max_num_features, self.max_image_size, self.min_model_size) < 1:
             raise ValueError("sfm sizes and counts must be >= 1")
+        if self.relaxed_min_inliers < 0:
+            raise ValueError("sfm.relaxed_min_inliers must be >= 0 (0 = no retry)")
 
 
 @dataclass
@@ -115,29 +122,32 @@ def run_sfm(
     matcher = _match(database, len(names), params)
     seconds["matching"] = time.perf_counter() - start
 
-    mappers = [params.mapper]
-    if params.fallback_mapper:
-        mappers.append("global" if params.mapper == "incremental" else "incremental")
     best: tuple[pycolmap.Reconstruction, SfMReport] | None = None
-    for mapper in mappers:
+    for mapper, relaxed in _attempts(params):
+        # A relaxed retry helps only when views were left out; the other mapper only when no
+        # model passed its checks.
+        if best is not None and (not best[1].unregistered if relaxed else best[1].passed):
+            continue
+        label = f"{mapper}_relaxed" if relaxed else mapper
         start = time.perf_counter()
-        rec = _map(database, image_root, work_dir / f"models_{mapper}", mapper, params)
-        seconds[f"mapping_{mapper}"] = time.perf_counter() - start
+        rec = _map(database, image_root, work_dir / f"models_{label}", mapper, params, relaxed)
+        seconds[f"mapping_{label}"] = time.perf_counter() - start
         report = check_model(rec, names, params)
-        report.mapper, report.matcher, report.seconds = mapper, matcher, dict(seconds)
+        report.mapper, report.matcher = label, matcher
         log.info(
             "SfM (%s mapper): %d/%d registered, %.2f px mean reprojection error",
-            mapper,
+            label,
             report.num_registered,
             len(names),
             report.mean_reprojection_error,
         )
+        if not report.passed:
+            log.warning("SfM model failed its checks: %s", "; ".join(report.problems))
         if best is None or _better(report, best[1]):
             best = (rec, report)
-        if report.passed:
-            break
-        log.warning("SfM model failed its checks: %s", "; ".join(report.problems))
+    assert best is not None
     rec, report = best
+    report.seconds = dict(seconds)  # every attempt's time, not only the kept one's
     if report.num_registered < 2:
         raise SfMError(
             f"SfM registered {report.num_registered} of {len(names)} images",
@@ -145,6 +155,17 @@ def run_sfm(
             fix="photos need overlap and texture; add views between them, or pass --colmap",
         )
     return rec, report
+
+
+def _attempts(params: SfMParams) -> list[tuple[str, bool]]:
+    """(mapper, relaxed registration) in the order tried: the chosen mapper, a relaxed
+    incremental retry for views left out, then the other mapper for a model that failed."""
+    attempts = [(params.mapper, False)]
+    if params.mapper == "incremental" and params.relaxed_min_inliers > 0:
+        attempts.append(("incremental", True))
+    if params.fallback_mapper:
+        attempts.append(("global" if params.mapper == "incremental" else "incremental", False))
+    return attempts
 
 
 def _better(a: SfMReport, b: SfMReport) -> bool:
@@ -199,7 +220,7 @@ def _match(database: Path, num_images: int, params: SfMParams) -> str:
 
 
 def _map(
-    database: Path, image_root: Path, out: Path, mapper: str, params: SfMParams
+    database: Path, image_root: Path, out: Path, mapper: str, params: SfMParams, relaxed: bool
 ) -> pycolmap.Reconstruction:
     if out.exists():
         shutil.rmtree(out)
@@ -213,6 +234,8 @@ def _map(
         options.ba_refine_focal_length = not fixed
         options.ba_refine_principal_point = False
         options.ba_refine_extra_params = not fixed
+        if relaxed:
+            options.mapper.abs_pose_min_num_inliers = params.relaxed_min_inliers
         models = pycolmap.incremental_mapping(database, image_root, out, options)
     elif mapper == "global":
         options = pycolmap.GlobalPipelineOptions()
