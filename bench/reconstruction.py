@@ -48,19 +48,23 @@ PLAIN = {"weighting": "uniform", "consistency": {"enabled": False}}  # classic T
 VARIANTS: dict[str, dict] = {
     # plain per-view affine fit, weight 1 per observation (the baseline)
     "affine+uniform": {"align": {"refine": None}, "fusion": PLAIN},
-    "affine+guided": {"align": {"refine": None}},
-    "full+uniform": {"fusion": PLAIN},
+    # the same fit with normal-guided weights (no consistency check)
+    "affine+guided": {"align": {"refine": None}, "fusion": {"consistency": {"enabled": False}}},
+    "no-consistency": {"fusion": {"consistency": {"enabled": False}}},
+    "full+uniform": {"fusion": {"weighting": "uniform"}},  # the default, weights swapped only
     "full": {},  # the default configuration
     # ablations of the default
     "smooth-only": {"align": {"refine": {"normals": False}}},
     "normals-only": {"align": {"refine": {"smooth": False}}},
     # no normals anywhere: sparse-point shape correction only, uniform weights
-    "smooth-only+uniform": {"align": {"refine": {"normals": False}}, "fusion": PLAIN},
-    "no-consistency": {"fusion": {"consistency": {"enabled": False}}},
-    "no-edges": {"fusion": {"weights": {"edge_jump": 0.0}}},
-    "uniform+consistency": {"fusion": {"weighting": "uniform"}},
+    "smooth-only+uniform": {
+        "align": {"refine": {"normals": False}},
+        "fusion": {"weighting": "uniform"},
+    },
+    # edge down-weighting (off by default: it did not win)
+    "edges": {"fusion": {"weights": {"edge_jump": 0.05}}},
 }
-DEFAULT_VARIANTS = "affine+uniform,affine+guided,full+uniform,full"
+DEFAULT_VARIANTS = "affine+uniform,affine+guided,no-consistency,full+uniform,full"
 
 
 def base_config() -> dict:

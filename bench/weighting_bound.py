@@ -4,8 +4,8 @@
 
 Runs the default scene pipeline up to alignment (real SfM, simulated Lotus disparity, smooth +
 normal-integration shape correction; stages shared with bench/reconstruction.py's work folder
-are reused), then fuses the same aligned views several times, changing only the per-pixel
-weights:
+are reused) and its multi-view consistency check, then fuses the same views several times,
+changing only the per-pixel weights:
 
 - uniform: 1 per valid pixel (classic TSDF);
 - guided: the default normal-guided weights (`recon.fusion.view_weights`);
@@ -40,7 +40,13 @@ from pipelines.scene import align_scene  # noqa: E402
 from pipelines.stage_align import load_view_arrays, view_path  # noqa: E402
 from pipelines.workspace import Workspace  # noqa: E402
 from recon.evaluate import apply_similarity, similarity_from_poses  # noqa: E402
-from recon.fusion import extract_mesh, fuse_views, scene_fusion_params, view_weights  # noqa: E402
+from recon.fusion import (  # noqa: E402
+    consistency_masks,
+    extract_mesh,
+    fuse_views,
+    scene_fusion_params,
+    view_weights,
+)
 from recon.mesh import clean_mesh  # noqa: E402
 from recon.records import View  # noqa: E402
 from sample_scenes import load_scene  # noqa: E402
@@ -97,6 +103,12 @@ def bound_scene(spec: str, args) -> list[tuple[str, dict]]:
         with np.errstate(invalid="ignore", divide="ignore"):
             error = np.where((depth > 0) & (true > 0), np.abs(depth - true) / true, 1.0)
         views.append((scene.frame(name), arrays, error))
+    check = config.fusion.consistency
+    if check.enabled:  # as the scene pipeline does: rejected pixels leave their view
+        posed = [View(frame, a["depth"], None, None) for frame, a, _ in views]
+        masks = consistency_masks(posed, check.neighbors, check.rel_tol, check.min_agree)
+        for (_, a, _), keep in zip(views, masks):
+            a["depth"] = np.where(keep, a["depth"], 0).astype(np.float32)
     params = scene_fusion_params(
         [scene.cameras[n] for n in names],
         scene.points_xyz,

@@ -56,9 +56,13 @@ class WeightParams:
 
 @dataclass(frozen=True)
 class ConsistencyParams:
-    """Multi-view check before integration: a pixel's 3D point must agree with a neighbour."""
+    """Multi-view check before integration: a pixel's 3D point must agree with a neighbour.
 
-    enabled: bool = False
+    On the reconstruction bench (30 views, simulated Lotus depth after shape correction) it
+    adds +0.2 / +1.1 / +2.0 points of F@1% (room, room, object): pixels whose aligned depth is
+    off by more than rel_tol where a neighbour sees the same surface leave the fusion."""
+
+    enabled: bool = True
     neighbors: int = 4  # nearest views (by camera centre) each view is checked against
     rel_tol: float = 0.05  # relative depth difference still counted as agreement
     min_agree: int = 1  # neighbours that must agree (pixels no neighbour can check are kept)
