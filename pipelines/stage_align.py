@@ -16,7 +16,7 @@ import numpy as np
 from pipelines.predictors import prediction_path
 from pipelines.stage_predict import load_prediction
 from pipelines.workspace import Stage
-from recon.align import AlignParams, align_view, borrow_alignments
+from recon.align import AlignParams, align_view, borrow_alignments, for_model_size
 from recon.atomic import write_json, write_npz
 from recon.colmap_model import SparseScene
 from recon.errors import AlignmentError
@@ -33,6 +33,16 @@ def align_predictions(
     if stage.done:
         return load_alignments(stage)
     out = stage.begin()
+    sized = for_model_size(params, len(scene.names))
+    if sized.min_track_length != params.min_track_length:
+        log.warning(
+            "only %d views registered: sparse points with tracks of %d views are used "
+            "(align.min_track_length is %d)",
+            len(scene.names),
+            sized.min_track_length,
+            params.min_track_length,
+        )
+        params = sized
     alignments: dict[str, Alignment] = {}
     for name in progress(scene.names, desc="align", unit="view", leave=False):
         diag_path = _diag_path(out, name)

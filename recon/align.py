@@ -273,6 +273,14 @@ def align_view(
     return alignment
 
 
+def for_model_size(params: AlignParams, num_views: int) -> AlignParams:
+    """`params` with min_track_length at most the number of registered views: a model of two
+    views has only tracks of length 2, and a filter asking for 3 would leave no point at all."""
+    if 2 <= num_views < params.min_track_length:
+        return replace(params, min_track_length=num_views)
+    return params
+
+
 def align_views(
     preds: Mapping[str, MonoPrediction],
     frames: Sequence[Frame] | Mapping[str, Frame],
@@ -286,6 +294,7 @@ def align_views(
     Frames without sparse observations count as "too_few_points".
     """
     by_name = dict(frames) if isinstance(frames, Mapping) else {f.name: f for f in frames}
+    params = for_model_size(params, len(by_name))
     out: dict[str, Alignment] = {}
     for name, pred in preds.items():
         frame = by_name.get(name)

@@ -293,4 +293,13 @@ def check_model(rec: pycolmap.Reconstruction, names: list[str], params: SfMParam
         )
     if report.num_registered < max(2, len(names) // 2):
         report.problems.append(f"only {report.num_registered}/{len(names)} views registered")
+    if report.num_registered == 2 and params.intrinsics is None:
+        # One image pair barely constrains focal length and distortion: with a small baseline
+        # (4 consecutive Replica frames) the estimate was 3.5x the true focal, with k = 4.9.
+        report.problems.append(
+            "only 2 views registered: focal length and distortion estimated from one pair are "
+            "unreliable (pass sfm.intrinsics if known, or add photos from other positions)"
+        )
+    if report.num_points3d < params.min_observations_per_view:
+        report.problems.append(f"only {report.num_points3d} 3D points triangulated")
     return report

@@ -13,6 +13,7 @@ from recon.align import (
     align_views,
     borrow_alignments,
     clipped_mask,
+    for_model_size,
     prepare_samples,
 )
 from recon.evaluate import depth_metrics
@@ -192,3 +193,24 @@ def test_refine_rejects_a_correction_that_fails_held_out_points(scene):
     a = align_view(pred, view.frame.sparse, AlignParams(refine=refine), view.frame.camera)
     assert a.status == "ok" and a.scale_field is None and "kept global fit" in a.message
     assert a.scale == pytest.approx(2.0, rel=0.01)
+
+
+def test_a_two_view_model_uses_tracks_of_two(scene):
+    """Two registered views have only tracks of length 2: the default filter (3) is lowered to
+    the model's size instead of leaving no point."""
+    frames = [
+        replace(f, sparse=replace(f.sparse, track_length=np.full(len(f.sparse), 2)))
+        for f in scene.frames[:2]
+    ]
+    preds = {
+        f.name: oracle_prediction(v.depth, "depth", 2.0, 0.3) for f, v in zip(frames, scene.views)
+    }
+    assert align_view(preds[frames[0].name], frames[0].sparse, AlignParams()).status == (
+        "too_few_points"
+    )
+    aligned = align_views(preds, frames, AlignParams())
+    assert all(
+        a.status == "ok" and a.scale == pytest.approx(2.0, rel=0.01) for a in aligned.values()
+    )
+    assert for_model_size(AlignParams(), 2).min_track_length == 2
+    assert for_model_size(AlignParams(), 5).min_track_length == 3

@@ -161,3 +161,28 @@ def test_distorted_model_is_undistorted_before_use(tmp_path):
         + source.cam_from_world().matrix()[:, 3]
     )
     assert np.median(np.linalg.norm(looked_up - expected, axis=1)) < 0.2
+
+
+def _two_view_model() -> tuple[pycolmap.Reconstruction, list[str]]:
+    options = pycolmap.SyntheticDatasetOptions()
+    options.num_rigs, options.num_cameras_per_rig, options.num_frames_per_rig = 1, 1, 2
+    options.num_points3D = 100
+    rec = pycolmap.synthesize_dataset(options)
+    return rec, sorted(image.name for image in rec.images.values())
+
+
+def test_a_two_view_model_is_flagged_unless_intrinsics_are_known():
+    rec, names = _two_view_model()
+    report = check_model(rec, names, SfMParams())
+    assert not report.passed
+    assert any("only 2 views registered" in p for p in report.problems)
+    known = check_model(rec, names, SfMParams(intrinsics=[300.0, 300.0, 160.0, 120.0]))
+    assert known.passed, known.problems
+
+
+def test_a_model_without_points_is_flagged():
+    rec, names = _two_view_model()
+    for point_id in list(rec.points3D):
+        rec.delete_point3D(point_id)
+    report = check_model(rec, names, SfMParams(intrinsics=[300.0, 300.0, 160.0, 120.0]))
+    assert report.problems == ["only 0 3D points triangulated"]
