@@ -19,7 +19,7 @@ from scipy import ndimage
 from recon.evaluate import sample_surface
 from recon.normal_integration import (
     affine_to_depth,
-    normals_from_depth,
+    central_difference_normals,
     recover_shift,
     refine_depth_with_normals,
 )
@@ -212,7 +212,7 @@ def test_refine_improves_noisy_depth_with_good_normals():
     assert better < 0.8 * base
 
     def normal_error(d):
-        nd = normals_from_depth(d, cam)
+        nd = central_difference_normals(d, cam)
         ok = np.isfinite(depth) & (np.abs(nd).sum(-1) > 0)
         return np.median(np.degrees(np.arccos(np.clip((nd[ok] * normal[ok]).sum(-1), -1, 1))))
 
@@ -370,7 +370,7 @@ def load_tartanair():
 @pytest.mark.skipif(not TARTANAIR.is_dir(), reason="shared data not available")
 def test_tartanair_normals_convention_and_cut():
     image, depth, normal, cam = load_tartanair()
-    nd = normals_from_depth(depth, cam)
+    nd = central_difference_normals(depth, cam)
     ok = (np.abs(nd).sum(-1) > 0) & np.isfinite(depth)
     angle = np.degrees(np.arccos(np.clip((nd[ok] * normal[ok]).sum(-1), -1, 1)))
     assert np.median(angle) < 10  # decoded GT normals agree with the depth's normals
