@@ -16,39 +16,25 @@ STAGES = ("text", "encode", "unet", "decode")
 
 # -- the full-size random checkpoint ----------------------------------------------------------
 def sd2_unet(in_channels: int):
-    from diffusers import UNet2DConditionModel
+    from lotus_core.testing import lotus_unet
 
-    return UNet2DConditionModel(
-        sample_size=96,
-        in_channels=in_channels,
-        out_channels=4,
-        layers_per_block=2,
+    return lotus_unet(
+        in_channels,
         block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attn_blocks=3,
+        layers_per_block=2,
         cross_attention_dim=1024,
         attention_head_dim=(5, 10, 20, 20),
-        use_linear_projection=True,
-        class_embed_type="projection",
-        projection_class_embeddings_input_dim=4,
+        sample_size=96,
     )
 
 
-def sd_vae():
+def full_size_vae():
     import torch
-    from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=768,
-        scaling_factor=0.18215,
-    )
+    from lotus_core.testing import sd_vae
+
+    vae = sd_vae(block_out_channels=(128, 256, 512, 512), layers_per_block=2, sample_size=768)
     with torch.no_grad():  # log-variance half of the moments: std ~ 3e-7 (see docstring)
         vae.quant_conv.weight[4:].zero_()
         vae.quant_conv.bias[4:].fill_(-30.0)
@@ -87,7 +73,7 @@ def build_checkpoint(folder: Path, variant: str) -> Path:
     testing.build_tiny_checkpoint(tmp, variant, "depth", "disparity", write_metadata=True)
     torch.manual_seed(0)
     sd2_unet(8 if variant == "g" else 4).save_pretrained(tmp / "unet")
-    sd_vae().save_pretrained(tmp / "vae")
+    full_size_vae().save_pretrained(tmp / "vae")
     openclip_h_text_encoder().save_pretrained(tmp / "text_encoder")
     for stale in tmp.glob("empty_prompt_embedding.*"):
         stale.unlink()
@@ -129,15 +115,10 @@ class Reference:
         return out
 
     def _encode_prompt(self):
-        tok = self.tokenizer
-        ids = tok(
-            "",
-            padding="do_not_pad",
-            max_length=tok.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        tok("", padding="longest", return_tensors="pt")  # upstream's truncation check
+        from lotus_core.prompt import empty_prompt_ids
+
+        ids = empty_prompt_ids(self.tokenizer)
+        self.tokenizer("", padding="longest", return_tensors="pt")  # upstream's truncation check
         return self.text_encoder(ids.to(self.device))[0]
 
     def predict(self, image: np.ndarray, processing_res: int) -> np.ndarray:

@@ -93,6 +93,18 @@ def _save_atomic(embedding: torch.Tensor, target: Path, key: str) -> bool:
         return False
 
 
+def empty_prompt_ids(tokenizer) -> torch.Tensor:
+    """(1, 2) token ids of "" (BOS, EOS), without padding, as upstream's
+    `encode_prompt(padding_type="do_not_pad")` tokenizes it."""
+    return tokenizer(
+        "",
+        padding="do_not_pad",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
 def encode_empty_prompt(checkpoint: Path) -> torch.Tensor:
     """(1, L, C) float32 CLIP last hidden state of "" (L = 2: BOS, EOS), on the CPU.
 
@@ -102,13 +114,7 @@ def encode_empty_prompt(checkpoint: Path) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(checkpoint / "tokenizer")
-    ids = tokenizer(
-        "",
-        padding="do_not_pad",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+    ids = empty_prompt_ids(tokenizer)
     encoder = CLIPTextModel.from_pretrained(checkpoint / "text_encoder", torch_dtype=torch.float32)
     with torch.inference_mode():
         embedding = encoder(ids)[0].detach().clone()

@@ -42,27 +42,50 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _tiny_unet(in_channels: int) -> torch.nn.Module:
+def lotus_unet(
+    in_channels: int,
+    *,
+    block_out_channels: tuple[int, ...],
+    cross_attn_blocks: int,
+    layers_per_block: int,
+    cross_attention_dim: int,
+    attention_head_dim: int | tuple[int, ...],
+    sample_size: int,
+    norm_num_groups: int = 32,
+) -> torch.nn.Module:
+    """A random UNet of Lotus's layout at any size: Stable Diffusion 2's block pattern (the
+    first `cross_attn_blocks` levels with cross-attention), 4 latent channels out, and the
+    task switcher as a projection class embedding of dim 4. in_channels: 4 (Lotus-D) or 8
+    (Lotus-G: image latent + noise latent)."""
     from diffusers import UNet2DConditionModel
 
+    plain = len(block_out_channels) - cross_attn_blocks
     return UNet2DConditionModel(
-        sample_size=8,
+        sample_size=sample_size,
         in_channels=in_channels,
         out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=CROSS_DIM,
-        attention_head_dim=8,
-        norm_num_groups=8,
+        layers_per_block=layers_per_block,
+        block_out_channels=block_out_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * cross_attn_blocks + ("DownBlock2D",) * plain,
+        up_block_types=("UpBlock2D",) * plain + ("CrossAttnUpBlock2D",) * cross_attn_blocks,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=attention_head_dim,
+        norm_num_groups=norm_num_groups,
         use_linear_projection=True,
         class_embed_type="projection",
         projection_class_embeddings_input_dim=4,
     )
 
 
-def _tiny_vae() -> torch.nn.Module:
+def sd_vae(
+    *,
+    block_out_channels: tuple[int, int, int, int],
+    layers_per_block: int,
+    sample_size: int,
+    norm_num_groups: int = 32,
+) -> torch.nn.Module:
+    """A random AutoencoderKL of Stable Diffusion's layout at any width: 4 blocks (8x
+    down-sampling), 4 latent channels, scaling factor 0.18215."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -70,12 +93,31 @@ def _tiny_vae() -> torch.nn.Module:
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
+        block_out_channels=block_out_channels,
+        layers_per_block=layers_per_block,
         latent_channels=4,
-        norm_num_groups=8,
-        sample_size=32,
+        norm_num_groups=norm_num_groups,
+        sample_size=sample_size,
         scaling_factor=0.18215,
+    )
+
+
+def _tiny_unet(in_channels: int) -> torch.nn.Module:
+    return lotus_unet(
+        in_channels,
+        block_out_channels=(32, 64),
+        cross_attn_blocks=1,
+        layers_per_block=1,
+        cross_attention_dim=CROSS_DIM,
+        attention_head_dim=8,
+        sample_size=8,
+        norm_num_groups=8,
+    )
+
+
+def _tiny_vae() -> torch.nn.Module:
+    return sd_vae(
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, sample_size=32, norm_num_groups=8
     )
 
 
