@@ -21,18 +21,27 @@ T = TypeVar("T")
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
-def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass `cls` from `data`, rejecting unknown keys and mistyped values."""
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "", base: Any = None) -> T:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and mistyped values.
+
+    Keys merge into `base` (default: `cls()`, the dataclass defaults) one by one, recursively:
+    a section that sets some keys keeps every other key's default, including nested sections
+    built by a default factory (a preset's `align:` section must not drop `align.refine`).
+    An explicit null still sets an optional field to None.
+    """
     data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
             raise ConfigError(f"unknown config key '{where}{key}'", fix=_did_you_mean(key, fields))
-    kwargs = {}
+    if base is None:
+        base = _defaults(cls)
+    kwargs = {} if base is None else {name: getattr(base, name) for name in fields}
     for name in fields:
         if name in data:
-            kwargs[name] = _coerce(hints[name], data[name], f"{where}{name}")
+            default = None if base is None else getattr(base, name)
+            kwargs[name] = _coerce(hints[name], data[name], f"{where}{name}", default)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -42,6 +51,14 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         ) from exc
 
 
+def _defaults(cls: type[T]) -> T | None:
+    """The dataclass built from its own defaults, or None when a field has no default."""
+    try:
+        return cls()
+    except TypeError:
+        return None
+
+
 def _did_you_mean(key: str, fields: dict[str, Any]) -> str:
     close = difflib.get_close_matches(key, list(fields), n=1)
     if close:
@@ -49,8 +66,11 @@ def _did_you_mean(key: str, fields: dict[str, Any]) -> str:
     return f"valid keys: {', '.join(sorted(fields))}"
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Check/convert one value against its type hint (dataclass, Optional, list, scalars)."""
+def _coerce(hint: Any, value: Any, where: str, default: Any = None) -> Any:
+    """Check/convert one value against its type hint (dataclass, Optional, list, scalars).
+
+    default: the value being overridden; a mapping given for a dataclass merges into it.
+    """
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
@@ -58,14 +78,15 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(
                 f"'{where}' must be a mapping, got {value!r}", fix=f"write {where}.KEY=VALUE"
             )
-        return from_dict(hint, value, where + ".")
+        base = default if isinstance(default, hint) else None
+        return from_dict(hint, value, where + ".", base)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         errors: list[ConfigError] = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(arg, value, where)
+                return _coerce(arg, value, where, default)
             except ConfigError as exc:
                 errors.append(exc)
         if errors:
