@@ -86,7 +86,7 @@ def true_depth_in_sfm_camera(rc, K, cam_from_world, similarity, width, height) -
 def bound_scene(spec: str, args) -> list[tuple[str, dict]]:
     sdir, preds = prepare_scene(spec, args, *map(int, args.size.split("x")))
     gt = load_scene(sdir)
-    config = variant_config(preds, {})  # the default configuration
+    config = variant_config(preds, [])  # the default configuration
     with Workspace(args.work / sdir.name / "run") as ws:
         aligned, _ = align_scene(ws, gt.image_dir, config)
     scene, align_dir = aligned.scene, aligned.align_dir

@@ -23,7 +23,7 @@ from scipy.optimize import least_squares
 
 from .geometry import sample_bilinear
 from .records import Alignment, Camera, DepthSpace, Frame, MonoPrediction, SparseObservations
-from .refine import RefineParams, refine_alignment
+from .refine import RefineParams, corrected_relative_error, refine_alignment
 
 FALLBACKS = ("skip", "borrow")
 CLIP_MODES = ("plateau", "always", "off")
@@ -264,13 +264,103 @@ def align_view(
     """
     samples = prepare_samples(pred, sparse, params)
     alignment, _ = fit_samples(samples, pred.space, params)
-    if alignment.status == "ok" and params.refine is not None:
-        K = None
-        if camera is not None:
-            h, w = pred.values.shape
-            K = camera.scaled(w, h).K
-        alignment = refine_alignment(pred, samples, alignment, params.refine, K)
-    return alignment
+    if params.refine is None or not _correctable(alignment):
+        return alignment
+    K = None
+    if camera is not None:
+        h, w = pred.values.shape
+        K = camera.scaled(w, h).K
+    # A global fit rejected for its inliers may be explained by the correction (a strong warp
+    # puts good points beyond the global threshold): correct first, judge afterwards.
+    trial = replace(alignment, status="ok", message="")
+    if alignment.status != "ok":
+        problem = _held_out_problem(pred, samples, trial, params, K)
+        if problem:
+            return replace(alignment, message=_join(alignment.message, problem))
+    refined = refine_alignment(pred, samples, trial, params.refine, K)
+    if refined.scale_field is None:
+        if alignment.status == "ok":
+            return refined  # the global fit, with the note saying why nothing was corrected
+        return replace(alignment, message=_join(alignment.message, refined.message))
+    return judge_corrected(refined, samples, alignment, params)
+
+
+def _correctable(alignment: Alignment) -> bool:
+    """A fit the shape correction can start from: kept, or rejected only for its inliers."""
+    if alignment.status not in ("ok", "failed"):
+        return False
+    return bool(np.isfinite(alignment.scale) and np.isfinite(alignment.shift)) and (
+        alignment.scale > 0
+    )
+
+
+def _held_out_problem(
+    pred: MonoPrediction, s: AlignSamples, trial: Alignment, params: AlignParams, K
+) -> str:
+    """Why a correction cannot rescue a rejected global fit, or '' when it can.
+
+    Fitted without every 5th sparse point, the corrected prediction must make enough of those
+    held-out points inliers, and clearly more than the same correction applied to a constant
+    prediction: a smooth field through dense sparse points is itself a rough depth map, and
+    must not pass off an unrelated prediction as explained.
+    """
+    held = np.zeros(len(s), dtype=bool)
+    held[np.random.default_rng(params.seed).permutation(len(s))[::5]] = True
+    ratio = _held_out_inlier_ratio(pred, s, trial, held, params, K)
+    if ratio < params.min_inlier_ratio:
+        return f"corrected fit explains {100 * ratio:.0f}% of held-out points"
+    flat = _held_out_inlier_ratio(*_constant_prediction(pred, s, trial), held, params, K)
+    if ratio < flat + 0.5 * (1.0 - flat):
+        return (
+            f"corrected fit explains {100 * ratio:.0f}% of held-out points, a constant depth "
+            f"{100 * flat:.0f}%: the prediction adds too little"
+        )
+    return ""
+
+
+def _held_out_inlier_ratio(pred, s: AlignSamples, trial, held, params: AlignParams, K) -> float:
+    """Share of the `held` samples within the inlier threshold of a correction fitted without
+    them (0 when no correction can be fitted)."""
+    fitted = refine_alignment(pred, s.subset(~held), trial, params.refine, K)
+    if fitted.scale_field is None:
+        return 0.0
+    err = corrected_relative_error(fitted, s.subset(held))
+    return float(np.mean(err <= params.inlier_threshold))
+
+
+def _constant_prediction(
+    pred: MonoPrediction, s: AlignSamples, trial: Alignment
+) -> tuple[MonoPrediction, AlignSamples, Alignment]:
+    """A prediction of 1 everywhere, its samples, and the alignment mapping it to the median
+    sparse depth."""
+    z = float(np.median(s.z))
+    target = z if pred.space == "depth" else 1.0 / z
+    flat = MonoPrediction(values=np.ones_like(pred.values), space=pred.space, normal=None)
+    samples = AlignSamples(uv=s.uv, value=np.ones_like(s.z), z=s.z)
+    return flat, samples, replace(trial, scale=target / 2.0, shift=target / 2.0)
+
+
+def judge_corrected(
+    corrected: Alignment, s: AlignSamples, global_fit: Alignment, params: AlignParams
+) -> Alignment:
+    """The corrected alignment with inliers, residual and status measured after the correction
+    (same thresholds as the global fit); the global fit's counts are noted in the message."""
+    err = corrected_relative_error(corrected, s)
+    inliers = err <= params.inlier_threshold
+    n_in = int(inliers.sum())
+    out = replace(
+        corrected,
+        num_inliers=n_in,
+        residual=float(np.median(err[inliers])) if n_in else float("inf"),
+        status="ok",
+    )
+    note = f"global fit {global_fit.num_inliers}/{global_fit.num_points} inliers"
+    if global_fit.status != "ok":
+        note += f" (rejected: {global_fit.message}; kept after the correction)"
+    problem = _fit_problem(out, params)
+    if problem:
+        return replace(out, status="failed", message=_join(f"after correction: {problem}", note))
+    return replace(out, message=_join(corrected.message, note))
 
 
 def for_model_size(params: AlignParams, num_views: int) -> AlignParams:

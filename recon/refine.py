@@ -131,17 +131,23 @@ def _log_correction(pred, inliers, alignment, params, K, stages) -> np.ndarray:
 
 def _median_error(alignment: Alignment, s: AlignSamples) -> float:
     """Median relative depth error of an alignment (fields included) at sample points."""
-    h, w = alignment.scale_field.shape if alignment.scale_field is not None else (0, 0)
+    return float(np.median(corrected_relative_error(alignment, s)))
+
+
+def corrected_relative_error(alignment: Alignment, s: AlignSamples) -> np.ndarray:
+    """(M,) |z - z_sparse| / z_sparse of an alignment, correction fields included (read at the
+    nearest pixel of each sample); inf where it gives no positive depth."""
     if alignment.scale_field is None:
         z = alignment.to_depth(s.value)
     else:
+        h, w = alignment.scale_field.shape
         j = np.clip((s.uv[:, 0] - 0.5).round().astype(int), 0, w - 1)
         i = np.clip((s.uv[:, 1] - 0.5).round().astype(int), 0, h - 1)
         point = replace(alignment, scale_field=alignment.scale_field[i, j],
                         shift_field=alignment.shift_field[i, j])  # fmt: skip
         z = point.to_depth(s.value)
     err = np.abs(z - s.z) / s.z
-    return float(np.median(np.where(np.isfinite(err), err, np.inf)))
+    return np.where(np.isfinite(err), err, np.inf)
 
 
 def _join(*parts: str) -> str:

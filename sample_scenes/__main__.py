@@ -1,7 +1,7 @@
 """Command line: generate sample scenes and simulated predictions.
 
     python -m sample_scenes generate --kind room --seed 0 --views 30 --width 640 --height 480 -o DIR
-    python -m sample_scenes simulate SCENE_DIR -o PRED_DIR [--space disparity] [--seed 0] [--oracle]
+    python -m sample_scenes simulate SCENE_DIR -o PRED_DIR [--space disparity] [--seed 0] [--error KIND]
 
 Errors are printed as one line on stderr with exit status 1 (2 for usage errors).
 """
@@ -34,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--space", choices=("depth", "disparity"), default="disparity")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
-        "--oracle", action="store_true", help="exactly affine ground truth (no warp, noise, blur)"
+        "--error",
+        default="moderate",
+        help="error kind: oracle (exactly affine), moderate, hard (smooth warps and noise), "
+        "objects, far, edges, drift (moderate plus one non-smooth error), mix (all)",
     )
+    sim.add_argument("--oracle", action="store_true", help="same as --error oracle")
     return parser
 
 
@@ -46,9 +50,12 @@ def run(args: argparse.Namespace) -> str:
 
         out = generate_scene(args.out, args.kind, args.seed, args.views, args.width, args.height)
         return f"wrote {args.kind} scene ({args.views} views, {args.width}x{args.height}) to {out}"
-    from sample_scenes.simulate import LOTUS_LIKE, ORACLE, write_predictions
+    from sample_scenes.simulate import ERROR_KINDS, write_predictions
 
-    params = ORACLE if args.oracle else LOTUS_LIKE
+    kind = "oracle" if args.oracle else args.error
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}; use one of {', '.join(ERROR_KINDS)}")
+    params = ERROR_KINDS[kind]
     out = write_predictions(args.scene, args.out, args.space, args.seed, params)
     return f"wrote {params.name} {args.space} predictions to {out}"
 

@@ -13,7 +13,7 @@ angular error ~10 degrees (see `affine_fit_errors`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from recon.atomic import write_npz
 from recon.records import DEPTH_SPACES, DepthSpace, MonoPrediction
+from sample_scenes import realistic_errors as realistic
 
 EDGE_STEP = 0.05  # relative depth jump between neighbours that counts as a discontinuity
 
@@ -41,6 +42,15 @@ class SimulationParams:
     normal_smooth_scale: float = 0.08  # correlation length of that field / long side
     normal_pixel_deg: float = 0.0  # rms angle of per-pixel normal noise
     outlier_fraction: float = 0.0  # fraction of valid pixels given uniform random values
+    # Errors beyond a smooth warp (sample_scenes.realistic_errors); need object labels.
+    object_offset_std: float = 0.0  # rms log-depth offset of each object (not the shell)
+    far_compression: float = 0.0  # beyond the median depth m: z -> m (z / m)^(1 - this)
+    flying_width: float = 0.0  # band at occlusion edges with bleeding/flying pixels / long side
+    shell_drift: float = 0.0  # log-depth drift on the shell per long side away from objects
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.object_offset_std > 0 or self.shell_drift > 0
 
 
 ORACLE = SimulationParams(name="oracle")
@@ -52,6 +62,35 @@ LOTUS_LIKE = SimulationParams(
     normal_smooth_deg=9.0,
     normal_pixel_deg=4.0,
 )
+# Named error kinds (`python -m sample_scenes simulate --error KIND`, bench rows). "moderate"
+# and "hard" are smooth warps plus noise; the next four add one error a smooth warp cannot
+# express to "moderate"; "mix" has all of them at once.
+ERROR_KINDS: dict[str, SimulationParams] = {
+    "oracle": ORACLE,
+    "moderate": replace(LOTUS_LIKE, name="moderate"),
+    "hard": SimulationParams(
+        name="hard",
+        warp_std=0.12,
+        warp_bumps=5,
+        pixel_noise=0.02,
+        edge_blur=0.008,
+        normal_smooth_deg=14.0,
+        normal_pixel_deg=6.0,
+        outlier_fraction=0.01,
+    ),
+    "objects": replace(LOTUS_LIKE, name="objects", object_offset_std=0.08),
+    "far": replace(LOTUS_LIKE, name="far", far_compression=0.3),
+    "edges": replace(LOTUS_LIKE, name="edges", flying_width=0.006),
+    "drift": replace(LOTUS_LIKE, name="drift", shell_drift=0.25),
+    "mix": replace(
+        LOTUS_LIKE,
+        name="mix",
+        object_offset_std=0.06,
+        far_compression=0.25,
+        flying_width=0.004,
+        shell_drift=0.2,
+    ),
+}
 
 
 def simulate_prediction(
@@ -60,11 +99,14 @@ def simulate_prediction(
     space: DepthSpace,
     rng: np.random.Generator,
     params: SimulationParams = LOTUS_LIKE,
+    labels: np.ndarray | None = None,
 ) -> MonoPrediction:
     """A simulated monocular prediction from ground truth.
 
     depth: (H, W) z-depth in metres, <= 0 or non-finite where unknown.
     normal: (H, W, 3) unit normals, OpenCV camera frame.
+    labels: (H, W) int object labels (`realistic_errors.object_labels`), needed by the
+    per-object offsets and the shell drift (`params.needs_labels`).
     Returns values (H, W) float32 affine in depth (space "depth") or in 1 / depth ("disparity"),
     NaN where depth is unknown; normal (H, W, 3) float32 unit, OpenCV camera frame, zero where
     unknown; confidence (H, W) float32 in [0, 1], lower near depth edges, 0 where unknown.
@@ -76,9 +118,16 @@ def simulate_prediction(
     long_side = max(depth.shape)
     sigma = params.edge_blur * long_side
     z = _masked_blur(np.where(valid, depth, 0.0), valid, sigma)
+    if params.needs_labels:
+        if labels is None:
+            raise ValueError(f"error kind {params.name!r} needs object labels")
+        z = realistic.object_offsets(z, labels, rng, params.object_offset_std)
+        z = realistic.shell_drift(z, labels, rng, params.shell_drift)
+    z = realistic.compress_far(z, valid, params.far_compression)
     z = z * np.exp(_smooth_warp(depth.shape, rng, params))
     if params.pixel_noise > 0:
         z = z * np.exp(params.pixel_noise * rng.standard_normal(depth.shape))
+    z = realistic.flying_pixels(z, valid, rng, round(params.flying_width * long_side))
     target = z if space == "depth" else 1.0 / np.where(valid, z, 1.0)
     values = _random_affine(target, valid, rng, params)
     values = _add_outliers(values, valid, rng, params.outlier_fraction)
@@ -258,8 +307,9 @@ def write_predictions(
     out.mkdir(parents=True, exist_ok=True)
     for index, name in enumerate(scene.names):
         depth, normal = render_ground_truth(scene, name)
+        labels = realistic.object_labels(scene, name) if params.needs_labels else None
         pred = simulate_prediction(
-            depth, normal, space, np.random.default_rng([seed, index]), params
+            depth, normal, space, np.random.default_rng([seed, index]), params, labels
         )
         write_npz(
             out / (str(Path(name).with_suffix("")) + ".npz"),

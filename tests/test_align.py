@@ -214,3 +214,36 @@ def test_a_two_view_model_uses_tracks_of_two(scene):
     )
     assert for_model_size(AlignParams(), 2).min_track_length == 2
     assert for_model_size(AlignParams(), 5).min_track_length == 3
+
+
+def test_a_view_the_correction_explains_is_kept(scene):
+    """A strong smooth warp leaves the global fit with too few inliers (the view would be
+    dropped); judged after the correction, the same points are inliers and the view is kept."""
+    rng = np.random.default_rng(5)
+    view = scene.views[1]
+    warp = smooth_warp(view.depth.shape, 0.3, rng)
+    pred = oracle_prediction(view.depth * np.exp(warp), "depth", 2.0, 0.3, noise=0.002)
+    refine = RefineParams(normals=False, inlier_threshold=0.4)
+    # The warp leaves about a third of the points within 5 % of the global fit.
+    params = AlignParams(min_inlier_ratio=0.5, refine=refine)
+    plain = align_view(pred, view.frame.sparse, replace(params, refine=None))
+    assert plain.status == "failed" and "inliers" in plain.message, plain
+    kept = align_view(pred, view.frame.sparse, params, view.frame.camera)
+    assert kept.status == "ok" and kept.scale_field is not None, kept.message
+    assert "kept after the correction" in kept.message
+    assert kept.num_inliers > 0.8 * kept.num_points > plain.num_inliers
+    error = depth_metrics(kept.to_depth(pred.values), view.depth)["abs_rel"]
+    assert error < 0.05
+
+
+def test_a_view_the_correction_cannot_explain_stays_dropped(scene):
+    """Depth times fine-grained noise (+-50 %, a few pixels wide): the global fit fails, and a
+    smooth field through the dense sparse points would "explain" them without the prediction's
+    help (a constant depth does as well), so the view is not rescued."""
+    from tests.synthetic import smooth_noise
+
+    view = scene.views[1]
+    noise = np.exp(0.5 * smooth_noise(view.depth.shape, 3.0, np.random.default_rng(6)))
+    pred = oracle_prediction(view.depth * noise, "depth", 2.0, 0.3)
+    a = align_view(pred, view.frame.sparse, AlignParams(refine=RefineParams(normals=False)))
+    assert a.status == "failed" and "adds too little" in a.message, a
