@@ -3,7 +3,7 @@
     python bench/lotus_heldout.py --data /tmp/lotus/heldout --depth models/lotus-depth-tiny \
         --normal models/lotus-normal-tiny --res 128
 
---data is a folder in the training layout (`python -m lotus_core.train data -o DIR --seeds
+--data is a folder in the training layout (`python -m sample_scenes training-data -o DIR --seeds
 10000-10019 --views 6`: seeds disjoint from training). Depth: AbsRel and delta1 after a
 per-image least-squares scale/shift in the model's space, averaged over images. Normals: mean
 and median angle and % of pixels under 11.25 deg, pooled over pixels. --json writes the numbers.

@@ -1,9 +1,10 @@
 """Command line for training Lotus models (see `lotus_core.training`).
 
-    python -m lotus_core.train data -o DIR --seeds 0-199 [--kind room --views 12 --size 128x96]
     python -m lotus_core.train vae --config vae.json [--set steps=4000 ...]
     python -m lotus_core.train lotus --config lotus.json [--set variant=g ...]
 
+Training data is folders of images + depth + normal maps (`lotus_core.training.data`);
+`python -m sample_scenes training-data` renders generated scenes into that layout.
 `vae` and `lotus` resume from the output folder's state.pt when there is one: rerun the same
 command to continue (raise `steps` with --set to train longer). Losses go to OUT/loss.jsonl.
 """
@@ -16,15 +17,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0-9,20,30-31' -> [0..9, 20, 30, 31]."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds.extend(range(int(lo), int(hi or lo) + 1))
-    return seeds
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -46,12 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m lotus_core.train", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    data = sub.add_parser("data", help="render generated sample scenes into a training folder")
-    data.add_argument("-o", "--out", required=True)
-    data.add_argument("--seeds", required=True, help="scene seeds, e.g. 0-199")
-    data.add_argument("--kind", choices=("room", "object"), default="room")
-    data.add_argument("--views", type=int, default=12)
-    data.add_argument("--size", default="128x96", help="WIDTHxHEIGHT in pixels")
     for name in ("vae", "lotus"):
         stage = sub.add_parser(name, help=f"train (or resume) the {name} stage")
         stage.add_argument("--config", default="", help="JSON file of config keys")
@@ -65,15 +51,6 @@ def run(args: argparse.Namespace) -> str:
 
     from lotus_core.training.config import LotusConfig, VaeConfig, load_config
 
-    if args.command == "data":
-        from lotus_core.training.data import write_scene_dataset
-
-        width, height = (int(v) for v in args.size.lower().split("x"))
-        seeds = parse_seeds(args.seeds)
-        out = write_scene_dataset(
-            args.out, seeds, kind=args.kind, views=args.views, width=width, height=height
-        )
-        return f"wrote {len(seeds)} {args.kind} scenes x {args.views} views to {out}"
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.set)

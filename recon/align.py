@@ -22,7 +22,15 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .geometry import sample_bilinear
-from .records import Alignment, Camera, DepthSpace, Frame, MonoPrediction, SparseObservations
+from .records import (
+    Alignment,
+    AlignSamples,
+    Camera,
+    DepthSpace,
+    Frame,
+    MonoPrediction,
+    SparseObservations,
+)
 from .refine import RefineParams, corrected_relative_error, refine_alignment
 
 FALLBACKS = ("skip", "borrow")
@@ -58,21 +66,6 @@ class AlignParams:
             raise ValueError("align.min_points must be >= 2, ransac_iterations/neighbors >= 1")
         if not (self.inlier_threshold > 0 and self.max_residual > 0):
             raise ValueError("align.inlier_threshold and align.max_residual must be > 0")
-
-
-@dataclass(frozen=True)
-class AlignSamples:
-    """Sparse points usable for a fit (M points), with the prediction sampled at them."""
-
-    uv: np.ndarray  # (M, 2) float64, pixels, COLMAP pixel centres
-    value: np.ndarray  # (M,) float64, prediction value (affine-invariant depth or disparity)
-    z: np.ndarray  # (M,) float64, metric z-depth of the sparse point in this camera
-
-    def __len__(self) -> int:
-        return int(self.z.shape[0])
-
-    def subset(self, mask: np.ndarray) -> AlignSamples:
-        return AlignSamples(uv=self.uv[mask], value=self.value[mask], z=self.z[mask])
 
 
 def clipped_mask(values: np.ndarray, params: AlignParams) -> np.ndarray:

@@ -17,10 +17,16 @@ def pixel_centers(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def camera_rays(K: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, 3) float64 rays through pixel centres, scaled so that z = 1 (camera frame)."""
+    """(H, W, 3) float64 rays K^-1 (u, v, 1) through pixel centres, scaled so that z = 1
+    (camera frame), so a pixel's point is z-depth * ray.
+
+    K (3, 3) pixels. The skew term K[0, 1] is honoured (the exact inverse of `project`); every
+    K this package builds (COLMAP PINHOLE after undistortion, user fx, fy, cx, cy) has zero skew,
+    where this is bit-identical to ignoring it.
+    """
     u, v = pixel_centers(height, width)
-    x = (u - K[0, 2]) / K[0, 0]
     y = (v - K[1, 2]) / K[1, 1]
+    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
     return np.stack([x, y, np.ones_like(x)], axis=-1)
 
 
@@ -53,11 +59,13 @@ def vector_norm(v: np.ndarray) -> np.ndarray:
 
 
 def project(points_cam: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project camera-frame points (..., 3) -> (uv (..., 2) pixels, z (...)); uv NaN if z <= 0."""
+    """Project camera-frame points (..., 3) -> (uv (..., 2) pixels, z (...)); uv NaN if z <= 0.
+
+    uv in COLMAP pixel centres; the skew K[0, 1] is honoured (see `camera_rays`)."""
     z = points_cam[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         zs = np.where(z > 0, z, np.nan)
-        u = K[0, 0] * points_cam[..., 0] / zs + K[0, 2]
+        u = (K[0, 0] * points_cam[..., 0] + K[0, 1] * points_cam[..., 1]) / zs + K[0, 2]
         v = K[1, 1] * points_cam[..., 1] / zs + K[1, 2]
     return np.stack([u, v], axis=-1), z
 

@@ -30,6 +30,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
+from recon.geometry import camera_rays
 from recon.records import Camera, DepthSpace
 from recon.single_view import (
     EDGE_DOWN,
@@ -38,7 +39,6 @@ from recon.single_view import (
     _plane_step,
     edge_flags,
     noise_adapted,
-    pixel_rays,
     valid_depth,
 )
 
@@ -66,7 +66,7 @@ def _edge_system(depth, camera, normal, valid, opts: CutOptions, robust: float, 
     normals and depth that disagree strongly (blurred edges) do not drag the surface.
     """
     h, w = depth.shape
-    rays = pixel_rays(camera, h, w)
+    rays = camera_rays(camera.K, h, w)
     points = rays * np.where(valid, depth, np.nan)[..., None]
     idx = np.arange(h * w).reshape(h, w)
     floor = math.cos(math.radians(opts.max_normal_angle_deg))
@@ -158,7 +158,7 @@ def central_difference_normals(depth: np.ndarray, camera: Camera) -> np.ndarray:
     (`python -m tests.test_single_view`)."""
     depth = np.asarray(depth, dtype=np.float64)
     h, w = depth.shape
-    pts = pixel_rays(camera, h, w) * np.where(valid_depth(depth), depth, np.nan)[..., None]
+    pts = camera_rays(camera.K, h, w) * np.where(valid_depth(depth), depth, np.nan)[..., None]
     du = np.full_like(pts, np.nan)
     dv = np.full_like(pts, np.nan)
     du[:, 1:-1] = pts[:, 2:] - pts[:, :-2]

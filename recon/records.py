@@ -117,6 +117,21 @@ class MonoPrediction:
 
 
 @dataclass(frozen=True)
+class AlignSamples:
+    """Sparse points usable for a fit (M points), with the prediction sampled at them."""
+
+    uv: np.ndarray  # (M, 2) float64, pixels, COLMAP pixel centres
+    value: np.ndarray  # (M,) float64, prediction value (affine-invariant depth or disparity)
+    z: np.ndarray  # (M,) float64, metric z-depth of the sparse point in this camera
+
+    def __len__(self) -> int:
+        return int(self.z.shape[0])
+
+    def subset(self, mask: np.ndarray) -> AlignSamples:
+        return AlignSamples(uv=self.uv[mask], value=self.value[mask], z=self.z[mask])
+
+
+@dataclass(frozen=True)
 class Alignment:
     """Scale and shift mapping a prediction to metric values in its own space.
 

@@ -20,18 +20,14 @@ smooth correction or the global fit.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse as sp
 from scipy.sparse.linalg import spsolve
 
 from .geometry import camera_rays, depth_edges
-from .records import Alignment, Camera, MonoPrediction
+from .records import Alignment, AlignSamples, Camera, MonoPrediction
 from .resample import resize_map, resize_normals
-
-if TYPE_CHECKING:
-    from .align import AlignSamples
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+from recon.geometry import backproject, camera_rays
 from recon.records import Camera
 
 
@@ -87,20 +88,6 @@ class DepthMesh:
     colors: np.ndarray | None  # (V, 3) uint8 RGB, or None
     normals: np.ndarray | None  # (V, 3) float32 predicted unit normals, camera frame, or None
     stats: MeshStats
-
-
-def pixel_rays(camera: Camera, height: int, width: int) -> np.ndarray:
-    """(H, W, 3) float64 rays K^-1 (j + 0.5, i + 0.5, 1) with z = 1 (so point = z * ray)."""
-    jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    x = (jj - camera.cx - camera.K[0, 1] * (ii - camera.cy) / camera.fy) / camera.fx
-    y = (ii - camera.cy) / camera.fy
-    return np.stack([x, y, np.ones_like(x)], axis=-1)
-
-
-def backproject(depth: np.ndarray, camera: Camera) -> np.ndarray:
-    """(H, W, 3) float64 camera-frame points of a z-depth map (NaN/0 depth gives 0/NaN points)."""
-    h, w = depth.shape
-    return pixel_rays(camera, h, w) * np.asarray(depth, dtype=np.float64)[..., None]
 
 
 def valid_depth(depth: np.ndarray) -> np.ndarray:
@@ -260,7 +247,7 @@ def cut_flags(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Discontinuity flags per edge family: (by_angle, by_jump), each a dict of
     {"right": (H, W-1), "down": (H-1, W), "diag": (H-1, W-1), "anti": (H-1, W-1)} bool maps."""
-    rays = pixel_rays(camera, *depth.shape)
+    rays = camera_rays(camera.K, *depth.shape)
     points = rays * np.where(valid_depth(depth), depth, np.nan)[..., None]
     families = {"right": EDGE_RIGHT, "down": EDGE_DOWN, "diag": EDGE_DIAG, "anti": EDGE_ANTI}
     by_angle, by_jump = {}, {}
@@ -316,7 +303,7 @@ def face_cut_flags(depth, camera, normal, faces, use_diag, points, opts: CutOpti
     cut_jump = _face_edge_flags(by_jump, use_diag)
     normal_cos = None
     if normal is not None:
-        rays = pixel_rays(camera, *depth.shape).reshape(-1, 3)
+        rays = camera_rays(camera.K, *depth.shape).reshape(-1, 3)
         fc = _facing_cos(np.asarray(normal).reshape(-1, 3), rays, opts.max_normal_angle_deg)
         normal_cos = fc[faces].min(axis=1)
     cut_angle |= _triangle_oblique(points[faces], normal_cos, opts)
@@ -344,7 +331,7 @@ def mesh_from_depth(
     valid = valid_depth(depth)
     faces, use_diag = grid_faces(depth)
     ok = valid.ravel()[faces].all(axis=1)
-    points = backproject(np.where(valid, depth, np.nan), camera).reshape(-1, 3)
+    points = backproject(np.where(valid, depth, np.nan), camera.K).reshape(-1, 3)
     cut_angle = cut_jump = np.zeros(len(faces), dtype=bool)
     sigma = 0.0
     if opts.enabled:

@@ -2,6 +2,7 @@
 
     python -m sample_scenes generate --kind room --seed 0 --views 30 --width 640 --height 480 -o DIR
     python -m sample_scenes simulate SCENE_DIR -o PRED_DIR [--space disparity] [--seed 0] [--error KIND]
+    python -m sample_scenes training-data -o DIR --seeds 0-199 [--kind room --views 12 --size 128x96]
 
 Errors are printed as one line on stderr with exit status 1 (2 for usage errors).
 """
@@ -40,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
         "objects, far, edges, drift (moderate plus one non-smooth error), mix (all)",
     )
     sim.add_argument("--oracle", action="store_true", help="same as --error oracle")
+    data = sub.add_parser(
+        "training-data", help="render generated scenes into a Lotus training folder"
+    )
+    data.add_argument("-o", "--out", required=True)
+    data.add_argument("--seeds", required=True, help="scene seeds, e.g. 0-199")
+    data.add_argument("--kind", choices=("room", "object"), default="room")
+    data.add_argument("--views", type=int, default=12)
+    data.add_argument("--size", default="128x96", help="WIDTHxHEIGHT in pixels")
     return parser
 
 
@@ -50,6 +59,15 @@ def run(args: argparse.Namespace) -> str:
 
         out = generate_scene(args.out, args.kind, args.seed, args.views, args.width, args.height)
         return f"wrote {args.kind} scene ({args.views} views, {args.width}x{args.height}) to {out}"
+    if args.command == "training-data":
+        from sample_scenes.training_data import parse_seeds, write_scene_dataset
+
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        seeds = parse_seeds(args.seeds)
+        out = write_scene_dataset(
+            args.out, seeds, kind=args.kind, views=args.views, width=width, height=height
+        )
+        return f"wrote {len(seeds)} {args.kind} scenes x {args.views} views to {out}"
     from sample_scenes.simulate import ERROR_KINDS, write_predictions
 
     kind = "oracle" if args.oracle else args.error

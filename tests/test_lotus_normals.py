@@ -1,17 +1,14 @@
-"""Normal convention conversion and the normal/depth self-check (numpy only)."""
+"""Normal convention conversion (lotus_core) and the normal/depth self-check (recon)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lotus_core.normals import (
-    lotus_to_opencv,
-    normal_depth_agreement,
-    normals_from_depth,
-    opencv_to_lotus,
-    unit,
-)
+from lotus_core.normals import lotus_to_opencv, opencv_to_lotus, unit
+from recon.normal_check import normal_depth_agreement
+from recon.normal_integration import central_difference_normals
+from recon.records import Camera
 
 K = np.array([[60.0, 0.0, 40.0], [0.0, 60.0, 30.0], [0.0, 0.0, 1.0]])
 H, W = 60, 80
@@ -51,7 +48,7 @@ def tilted_plane() -> tuple[np.ndarray, np.ndarray]:
 def test_normals_from_depth_recover_a_plane():
     normal, depth = tilted_plane()
     assert (depth > 0).all()
-    est = normals_from_depth(depth, K)
+    est = central_difference_normals(depth, Camera(K=K, width=W, height=H))
     inner = est[1:-1, 1:-1].reshape(-1, 3)
     angles = np.degrees(np.arccos(np.clip(inner @ normal, -1, 1)))
     assert angles.max() < 0.1

@@ -246,3 +246,28 @@ def test_cli_generate_and_simulate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli_main(["simulate", str(tmp_path / "missing"), "-o", str(pred_dir)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+def test_cli_training_data_is_read_by_lotus_training(tmp_path: Path) -> None:
+    """`python -m sample_scenes training-data` writes the folders `lotus_core.training` reads."""
+    from lotus_core.training.data import load_dataset
+
+    out = tmp_path / "train"
+    args = ["training-data", "-o", str(out), "--seeds", "3", "--views", "2", "--size", "32x24"]
+    assert cli_main(args) == 0
+    assert sorted(p.name for p in (out / "depth").iterdir()) == [
+        "room00003_000.npy",
+        "room00003_001.npy",
+    ]
+    depth = np.load(out / "depth" / "room00003_000.npy")
+    normal = np.load(out / "normal" / "room00003_000.npy")
+    ok = np.isfinite(depth) & (depth > 0)
+    assert depth.shape == (24, 32) and ok.mean() > 0.9
+    assert np.allclose(np.linalg.norm(normal[ok], axis=-1), 1.0, atol=1e-3)
+    data = load_dataset([out], "depth")
+    assert {k: tuple(v.shape) for k, v in data.items()} == {
+        k: (2, 3, 24, 32) for k in ("image", "depth", "normal")
+    }
+    stamp = (out / "depth" / "room00003_000.npy").stat().st_mtime_ns
+    assert cli_main(args) == 0  # a finished scene is skipped on rerun
+    assert (out / "depth" / "room00003_000.npy").stat().st_mtime_ns == stamp

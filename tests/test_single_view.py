@@ -17,6 +17,7 @@ import trimesh
 from scipy import ndimage
 
 from recon.evaluate import sample_surface
+from recon.geometry import backproject
 from recon.normal_integration import (
     affine_to_depth,
     central_difference_normals,
@@ -27,7 +28,6 @@ from recon.records import Camera, MonoPrediction
 from recon.resample import normalize
 from recon.single_view import (
     CutOptions,
-    backproject,
     export_mesh,
     grid_faces,
     mesh_from_depth,
@@ -107,20 +107,13 @@ def chamfer_after_scale(mesh, gt_depth, camera, gt_normal=None, samples: int = 5
     gt_mesh = mesh_from_depth(gt, camera, gt_normal)
     pred = sample_surface(trimesh.Trimesh(mesh.vertices * s, mesh.faces, process=False), samples)
     acc = _distance_to(gt_mesh.vertices, gt_mesh.faces, pred)
-    pts = backproject(np.where(gt > 0, gt, np.nan), camera).reshape(-1, 3)
+    pts = backproject(np.where(gt > 0, gt, np.nan), camera.K).reshape(-1, 3)
     pts = pts[np.isfinite(pts).all(axis=1)]
     comp = _distance_to(mesh.vertices * s, mesh.faces, pts)
     return 0.5 * (float(acc.mean()) + float(comp.mean())), float(np.median(gt[gt > 0]))
 
 
 # --- triangulation ---------------------------------------------------------------------------
-
-
-def test_backprojection_uses_colmap_pixel_centres():
-    cam = Camera(K=np.array([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]]), width=80, height=60)
-    pts = backproject(np.full((60, 80), 2.0), cam)
-    assert np.allclose(pts[0, 0], [2 * (0.5 - 40) / 100, 2 * (0.5 - 30) / 100, 2.0])
-    assert np.allclose(pts[30, 40], [2 * 0.5 / 100, 2 * 0.5 / 100, 2.0])
 
 
 def test_grid_faces_face_the_camera_and_split_along_the_smaller_jump():

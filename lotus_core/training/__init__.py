@@ -1,7 +1,7 @@
 """Training Lotus models: the paper's adaptation protocol, at any size.
 
-    data.py       folders of image + depth (.npy) + normal (.npy) maps; targets in Lotus form;
-                  a writer that dumps generated sample scenes into that layout
+    data.py       folders of image + depth (.npy) + normal (.npy) maps; targets in Lotus form
+                  (`python -m sample_scenes training-data` renders generated scenes into it)
     config.py     VaeConfig / LotusConfig dataclasses (saved with every checkpoint)
     models.py     tiny VAE / UNet builders and the diffusers-layout checkpoint writer
     vae.py        training a tiny AutoencoderKL (frozen afterwards, as Lotus freezes SD's VAE)

@@ -15,8 +15,6 @@ Targets are in Lotus form, 3 channels in [-1, 1], as the VAE sees them:
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,37 +104,3 @@ def load_dataset(roots: list[str] | list[Path], space: str) -> dict[str, torch.T
     if len(sizes) > 1:
         raise ValueError(f"all images must have the same size, found {sorted(sizes)}")
     return {k: torch.stack([getattr(s, k) for s in samples]) for k in ("image", "depth", "normal")}
-
-
-def write_scene_dataset(
-    out: str | Path,
-    seeds: list[int],
-    *,
-    kind: str = "room",
-    views: int = 12,
-    width: int = 128,
-    height: int = 96,
-) -> Path:
-    """Render generated sample scenes (one per seed) into the folder layout above.
-
-    Stems are `<kind><seed>_<view>`; a scene already written is skipped, so an interrupted
-    dump resumes. Returns `out`.
-    """
-    from sample_scenes import generate_scene, load_scene, render_ground_truth
-
-    out = Path(out)
-    for sub in ("images", "depth", "normal"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        prefix = f"{kind}{seed:05d}"
-        if (out / "normal" / f"{prefix}_{views - 1:03d}.npy").is_file():
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            scene = load_scene(generate_scene(Path(tmp) / "s", kind, seed, views, width, height))
-            for index, name in enumerate(scene.names):
-                stem = f"{prefix}_{index:03d}"
-                depth, normal = render_ground_truth(scene, name)
-                shutil.copyfile(scene.image_dir / name, out / "images" / f"{stem}.jpg")
-                np.save(out / "depth" / f"{stem}.npy", depth)
-                np.save(out / "normal" / f"{stem}.npy", normal)
-    return out
