@@ -218,11 +218,12 @@ def run_scene_bench(spec: str, args, width: int, height: int) -> list[dict]:
     sdir, seed = scene_spec(spec, args, width, height)
     gt = load_scene(sdir)
     ref = SceneScorer(gt)
+    run_dir = args.work / f"{sdir.name}-run"  # one OUT per scene: SfM runs once
     rows = []
     for error in args.errors.split(","):
         preds = predictions_for(sdir, seed, error, args)
         for name in args.variants.split(","):
-            row = run_variant(gt, ref, args.work / sdir.name, preds, name, VARIANTS[name])
+            row = run_variant(gt, ref, run_dir, preds, name, VARIANTS[name])
             row.update(scene=sdir.name, error=error)
             rows.append(row)
             m = row["metrics"]
@@ -231,7 +232,7 @@ def run_scene_bench(spec: str, args, width: int, height: int) -> list[dict]:
     ub = ref.metrics(upper_bound(gt, rows[0]["voxel_size_gt"], rows[0]["trunc_voxels"]))
     if args.timing:
         preds = predictions_for(sdir, seed, args.errors.split(",")[0], args)
-        rows.append(timing_run(gt, ref, args.work / sdir.name, preds))
+        rows.append(timing_run(gt, ref, args.work, preds))
         rows[-1].update(scene=sdir.name, error=args.errors.split(",")[0])
     for row in rows:
         row["ub"], row["ub_all"] = ub["F@1%_seen"], ub["F@1%_all"]
