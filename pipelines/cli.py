@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
+import importlib
 import logging
 import signal
 import sys
@@ -18,9 +18,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-log = logging.getLogger("lotus_recon")
+from pipelines.cli_errors import EXIT_INTERRUPTED, translate
+from pipelines.run_log import RunLog
 
-EXIT_INPUT, EXIT_USAGE, EXIT_DISK, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 70, 130
+log = logging.getLogger("lotus_recon")
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default_preset: str = "default") -> None:
@@ -49,19 +50,29 @@ def _add_predictor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, mps or auto")
 
 
+def _add_verbosity_args(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="debug log and tracebacks"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="only errors on the console (OUT/log.txt keeps the full log)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lotus-recon",
         description="Photos to 3D geometry with Lotus depth/normal priors.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug log and tracebacks")
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="only errors on the console (OUT/log.txt keeps the full log)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    _add_verbosity_args(parser, False)
+    # The same flags after the subcommand; SUPPRESS keeps a flag given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_verbosity_args(common, argparse.SUPPRESS)
+    sub = _Subparsers(parser.add_subparsers(dest="command", required=True), [common])
 
     scene = sub.add_parser("scene", help="photo folder -> SfM -> aligned priors -> fused mesh")
     scene.add_argument("photo_dir", type=Path)
@@ -116,8 +127,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(output: Path | None, verbose: bool, quiet: bool = False) -> None:
+class _Subparsers:
+    """`add_parser` with shared parent parsers (the verbosity flags)."""
+
+    def __init__(self, action: argparse._SubParsersAction, parents: list) -> None:
+        self.action, self.parents = action, parents
+
+    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return self.action.add_parser(name, parents=self.parents, **kwargs)
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors argparse cannot see (exit 2)."""
+    output = getattr(args, "output", None)
+    if output is not None and not str(output).strip():
+        parser.error("-o/--output is empty: name an output folder")
+
+
+def setup_logging(output: Path | None, verbose: bool, quiet: bool = False) -> RunLog | None:
     root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, RunLog):
+            handler.close()  # an earlier in-process run's log (tests call main repeatedly)
     root.handlers.clear()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     console = logging.StreamHandler(sys.stderr)
@@ -125,18 +156,18 @@ def setup_logging(output: Path | None, verbose: bool, quiet: bool = False) -> No
     if quiet and not verbose:
         console.setLevel(logging.ERROR)
     root.addHandler(console)
+    run_log = None
     if output is not None:
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-            handler = logging.FileHandler(output / "log.txt")
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-            )
-            root.addHandler(handler)
-        except OSError:
-            pass  # the workspace check reports an unwritable folder with a proper message
+        # Held in memory until this run owns the folder (see pipelines.run_log).
+        run_log = RunLog(Path(output) / "log.txt")
+        run_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(run_log)
+        from pipelines.workspace import LOCK_LISTENERS
+
+        LOCK_LISTENERS.append(run_log.on_lock)
     for noisy in ("PIL", "matplotlib", "urllib3", "filelock", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return run_log
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -153,16 +184,6 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_priors_command(args)
     raise AssertionError(args.command)
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from recon.errors import ReconError
-
-    types: list[type[BaseException]] = [ReconError]
-    lotus_errors = sys.modules.get("lotus_core.errors")
-    if lotus_errors is not None and hasattr(lotus_errors, "LotusError"):
-        types.append(lotus_errors.LotusError)
-    return tuple(types)
 
 
 class Terminated(KeyboardInterrupt):
@@ -183,6 +204,10 @@ def _run_context(quiet: bool) -> Iterator[None]:
     from recon.progress import set_progress
 
     in_main = threading.current_thread() is threading.main_thread()
+    # pycolmap installs glog's failure-signal handler (a C++ stack dump on SIGTERM) when it is
+    # imported: import it first so that ours, installed after, is the one that runs.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("pycolmap")
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     bars = set_progress(not quiet)
     try:
@@ -196,7 +221,9 @@ def _run_context(quiet: bool) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(getattr(args, "output", None), args.verbose, args.quiet)
+    _check_args(parser, args)
+    run_log = setup_logging(getattr(args, "output", None), args.verbose, args.quiet)
+    busy = False
     try:
         with _run_context(args.quiet):
             return _run(args)
@@ -205,28 +232,20 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, Terminated):
             return 128 + exc.signum
         return EXIT_INTERRUPTED
-    except OSError as exc:
-        if args.verbose:
-            raise
-        where = exc.filename or getattr(args, "output", None) or "I/O error"
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            fix = "free space or choose another -o folder, then rerun to resume"
-            log.error("%s: disk full — fix: %s", where, fix)
-        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            log.error("%s: permission denied — fix: choose a writable -o folder", where)
-        else:
-            reason = exc.strerror or str(exc).splitlines()[0]
-            log.error("%s: %s — fix: check the path and rerun", where, reason)
-        return EXIT_DISK
     except Exception as exc:
         if args.verbose:
             raise
-        if isinstance(exc, _user_error_types()):
-            log.error("%s", exc)
-            return EXIT_INPUT
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        log.error("unexpected %s: %s (rerun with -v for the traceback)", type(exc).__name__, detail)
-        return EXIT_INTERNAL
+        from recon.errors import WorkspaceBusyError
+
+        busy = isinstance(exc, WorkspaceBusyError)
+        if busy and run_log is not None:
+            run_log.discard()  # the folder's log belongs to the run that holds it
+        message, code = translate(exc, getattr(args, "output", None))
+        log.error("%s", message)
+        return code
+    finally:
+        if run_log is not None and not busy:
+            run_log.open()  # a run that stopped before taking the lock still keeps its log
 
 
 if __name__ == "__main__":

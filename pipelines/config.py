@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 from recon.errors import ConfigError
 
 T = TypeVar("T")
+# A decimal number as people write it: 1e-6, 5E3, -.5, 0.01 (not nan/inf, which YAML spells .nan)
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -109,6 +112,8 @@ def _coerce(hint: Any, value: Any, where: str, default: Any = None) -> Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-6 (no dot in the mantissa) as a string
     if hint in (int, str, bool) and not (isinstance(value, hint) and not _bool_as_int(hint, value)):
         raise ConfigError(
             f"'{where}' must be {hint.__name__}, got {value!r}",

@@ -26,6 +26,7 @@ from pipelines.stage_sfm import load_sfm_report, reconstruct
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
 from recon.colmap_model import SparseScene
+from recon.fusion import check_device
 from recon.mesh import clean_mesh, export_cameras, export_mesh, export_point_cloud
 from recon.records import Alignment
 
@@ -60,25 +61,27 @@ def align_scene(
     """images -> sfm -> predict -> align; returns the result and the align stage.
     `clock` collects per-stage seconds (none kept when omitted)."""
     clock = clock or _Clock({})
-    if predictor_factory is None:
-        check_predictor(config.predictor)
     s_images = ws.stage(
-        "images", None, {"photos": folder_fingerprint(photo_dir), "config": to_dict(config.images)}
+        "images",
+        None,
+        {"photos": folder_fingerprint(photo_dir, ws.out_dir), "config": to_dict(config.images)},
     )
-    with clock("images"):
-        image_set = prepare_images(photo_dir, s_images, config.images)
-
     colmap = None if colmap_dir is None else folder_fingerprint(Path(colmap_dir))
     s_sfm = ws.stage("sfm", s_images, {"config": to_dict(config.sfm), "colmap": colmap})
+    s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
+    s_align = ws.stage("align", s_pred, to_dict(config.align))
+    if predictor_factory is None and not s_pred.done:
+        # Model, cache and device are checked before the first stage, not after SfM; a resumed
+        # run whose predictions are done needs none of them.
+        check_predictor(config.predictor)
+
+    with clock("images"):
+        image_set = prepare_images(photo_dir, s_images, config.images, ws.out_dir)
     with clock("sfm"):
         scene = reconstruct(image_set, s_sfm, config.sfm, colmap_dir, photo_dir)
-
-    s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
     with clock("predict"):
         factory = predictor_factory or (lambda: make_predictor(config.predictor, scene))
         pred_dir = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
-
-    s_align = ws.stage("align", s_pred, to_dict(config.align))
     with clock("align"):
         alignments = align_predictions(scene, pred_dir, s_align, config.align)
     report = {
@@ -106,11 +109,12 @@ def run_scene(
     timings: dict[str, float] = {}
     with Workspace(out_dir) as ws:
         write_text(out_dir / "config.yaml", dump_yaml(config))
+        check_device(config.fusion)
         clock = _Clock(timings)
         aligned, s_align = align_scene(ws, photo_dir, config, clock, colmap_dir, predictor_factory)
         scene = aligned.scene
 
-        s_fuse = ws.stage("fuse", s_align, to_dict(config.fusion))
+        s_fuse = ws.stage("fuse", s_align, fusion_fingerprint(config))
         with clock("fuse"):
             raw = fuse_scene(scene, aligned.align_dir, s_fuse, config.fusion)
 
@@ -156,6 +160,14 @@ def run_priors(
         report = {**aligned.report, "seconds": timings, "peak_rss_mb": peak_rss_mb()}
         write_json(out_dir / "report.json", report)
     return report
+
+
+def fusion_fingerprint(config: SceneConfig) -> dict:
+    """What the fused mesh depends on: the fusion settings, less the memory budget (a budget
+    refuses work, it never changes the result)."""
+    data = to_dict(config.fusion)
+    data.pop("memory_budget_gb", None)
+    return data
 
 
 def peak_rss_mb() -> float:

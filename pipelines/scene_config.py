@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,8 +30,14 @@ class PredictorConfig:
     seed: int = 0  # Lotus-G noise seed
     ensemble: int = 1  # Lotus-G runs per view; > 1 gives an uncertainty-based confidence
     batch_size: int = 2  # views per model call (equal sizes are batched)
+    # GiB the model may take at processing_res; None = 80 % of the memory available now.
+    memory_budget_gb: float | None = None
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
+            raise ValueError(
+                f"predictor.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
         if self.processing_res < 64:
             raise ValueError("predictor.processing_res must be >= 64")
         if self.ensemble < 1 or self.batch_size < 1:

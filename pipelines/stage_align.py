@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +46,14 @@ def align_predictions(
     for name in progress(scene.names, desc="align", unit="view", leave=False):
         diag_path = _diag_path(out, name)
         if diag_path.is_file():
-            alignments[name] = _alignment_from_json(json.loads(diag_path.read_text()))
+            saved = json.loads(diag_path.read_text())
+            alignments[name] = _alignment_from_json(saved, _correction_path(out, name))
             continue
         pred = load_prediction(pred_dir, name)
         alignment = align_view(pred, scene.sparse[name], params, scene.cameras[name])
         if alignment.usable:
             _write_view(out, name, pred, alignment)
+            _write_correction(out, name, alignment)
         write_json(diag_path, alignment.summary())
         alignments[name] = alignment
     if params.fallback == "borrow":
@@ -126,26 +127,38 @@ def _write_view(out: Path, name: str, pred, alignment: Alignment) -> None:
     write_npz(view_path(out, name), **arrays)
 
 
-def _alignment_from_json(data: dict) -> Alignment:
-    fields = {
-        k: data[k]
-        for k in (
-            "scale",
-            "shift",
-            "space",
-            "num_points",
-            "num_inliers",
-            "residual",
-            "status",
-            "message",
+def _correction_path(out: Path, name: str) -> Path:
+    return prediction_path(out, name).with_suffix(".correction.npz")
+
+
+def _write_correction(out: Path, name: str, alignment: Alignment) -> None:
+    """The smooth correction fields, so that a resumed run reports the same alignment."""
+    if alignment.scale_field is not None and alignment.shift_field is not None:
+        write_npz(
+            _correction_path(out, name),
+            scale_field=alignment.scale_field,
+            shift_field=alignment.shift_field,
         )
-    }
-    return replace(Alignment(**fields))
+
+
+def _alignment_from_json(data: dict, correction: Path | None = None) -> Alignment:
+    """An Alignment from its summary (null = unknown, NaN) and its correction file, if any."""
+    keys = ("scale", "shift", "space", "num_points", "num_inliers", "residual", "status")
+    fields = {k: float("nan") if data[k] is None else data[k] for k in keys}
+    fields["message"] = data.get("message", "")
+    if data.get("smooth_correction") and correction is not None and correction.is_file():
+        with np.load(correction, allow_pickle=False) as arrays:
+            fields["scale_field"] = arrays["scale_field"]
+            fields["shift_field"] = arrays["shift_field"]
+    return Alignment(**fields)
 
 
 def load_alignments(stage: Stage) -> dict[str, Alignment]:
     data = json.loads((stage.path / "alignment.json").read_text())
-    return {name: _alignment_from_json(d) for name, d in data.items()}
+    return {
+        name: _alignment_from_json(d, _correction_path(stage.path, name))
+        for name, d in data.items()
+    }
 
 
 def load_view_arrays(stage_dir: Path, name: str) -> dict[str, np.ndarray]:

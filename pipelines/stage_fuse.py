@@ -30,6 +30,7 @@ from recon.fusion import (
     scene_fusion_params,
     view_weights,
 )
+from recon.fusion_memory import check_fusion_memory, check_voxel_scale
 from recon.progress import progress
 from recon.records import View
 
@@ -52,6 +53,8 @@ def fuse_scene(
         depths=(_depth(align_dir, n) for n in names),
         base=params,
     )
+    check_voxel_scale(scene.points_xyz, params.voxel_size)
+    check_fusion_memory(scene.points_xyz, params)  # before Open3D grows past the machine
     log.info(
         "fusion: %d views, voxel %.4g, truncation %.4g, depth range %.3g-%.3g, %s weights",
         len(names),

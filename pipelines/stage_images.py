@@ -36,12 +36,15 @@ class ImagesConfig:
             raise ValueError(f"images.max_size must be >= 64 px, got {self.max_size}")
 
 
-def prepare_images(photo_dir: Path, stage: Stage, config: ImagesConfig) -> ImageSet:
-    """Normalise every usable photo into the stage folder; skip and report the rest."""
+def prepare_images(
+    photo_dir: Path, stage: Stage, config: ImagesConfig, out_dir: Path | None = None
+) -> ImageSet:
+    """Normalise every usable photo into the stage folder; skip and report the rest.
+    `out_dir`, the run's output folder, is never read as photos when it is inside photo_dir."""
     if stage.done:
         return load_image_set(stage)
     out = stage.begin()
-    names, skipped = list_images(photo_dir)
+    names, skipped = list_images(photo_dir, exclude=out_dir)
     names, clashes = check_stem_clashes(names)
     skipped += clashes
     if config.drop_duplicates:

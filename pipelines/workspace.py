@@ -18,16 +18,20 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recon.atomic import TEMP_MARKER, write_json
-from recon.errors import WorkspaceError
+from recon.errors import OutputNotWritableError, WorkspaceBusyError
 
 log = logging.getLogger(__name__)
 
 DONE_FILE = "done.json"
+# Called with the output folder once a run holds its lock. The CLI starts writing OUT/log.txt
+# only then, so a run refused by the lock never writes into the running run's log.
+LOCK_LISTENERS: list[Callable[[Path], None]] = []
 
 
 def config_hash(parent: str, config: Any) -> str:
@@ -63,16 +67,30 @@ class Stage:
         write_json(self.path / DONE_FILE, {"finished": time.time(), **summary})
 
 
-def folder_fingerprint(folder: Path) -> list[list]:
-    """Names, sizes and modification times of a folder's files: changes when its content does."""
+def folder_fingerprint(folder: Path, exclude: Path | None = None) -> list[list]:
+    """Names, sizes and modification times of a folder's files: changes when its content does.
+
+    Symlinked folders are followed (each real folder once, like the photo intake); `exclude`
+    (the run's own output folder inside the photo folder) is left out.
+    """
     folder = Path(folder)
     if not folder.exists():
         return []
-    return [
-        [p.relative_to(folder).as_posix(), p.stat().st_size, int(p.stat().st_mtime)]
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and TEMP_MARKER not in p.name
-    ]
+    skip = None if exclude is None else Path(exclude).resolve()
+    rows, seen = [], set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        info = os.stat(top)
+        if (info.st_dev, info.st_ino) in seen or (skip is not None and Path(top).resolve() == skip):
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirs.sort()
+        for name in files:
+            path = Path(top) / name
+            if TEMP_MARKER not in name and path.is_file():
+                stat = path.stat()
+                rows.append([path.relative_to(folder).as_posix(), stat.st_size, int(stat.st_mtime)])
+    return sorted(rows)
 
 
 def remove_temp_files(folder: Path) -> int:
@@ -98,7 +116,7 @@ class Workspace:
             probe.write_bytes(b"x")
             probe.unlink()
         except OSError as exc:
-            raise WorkspaceError(
+            raise OutputNotWritableError(
                 f"output folder is not writable ({exc.strerror})",
                 path=self.out_dir,
                 fix="choose a writable folder with -o, or fix its permissions",
@@ -116,7 +134,7 @@ class Workspace:
         except OSError as exc:
             handle.close()
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise WorkspaceError(
+                raise WorkspaceBusyError(
                     "another run is using this output folder",
                     path=self.out_dir,
                     fix="wait for it to finish, or use another -o folder",
@@ -127,6 +145,8 @@ class Workspace:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._lock_file = handle
+        for listener in list(LOCK_LISTENERS):
+            listener(self.out_dir)
 
     def unlock(self) -> None:
         if self._lock_file is not None:

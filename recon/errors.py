@@ -38,3 +38,11 @@ class ConfigError(ReconError):
 
 class WorkspaceError(ReconError):
     """Workspace locked, not writable, or out of space."""
+
+
+class OutputNotWritableError(WorkspaceError):
+    """The output folder cannot be created or written (exit code 3, like a full disk)."""
+
+
+class WorkspaceBusyError(WorkspaceError):
+    """Another run holds the output folder's lock."""

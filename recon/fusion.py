@@ -14,6 +14,7 @@ Views are integrated one at a time, so memory is bounded by the grid, not the nu
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ import open3d as o3d
 import open3d.core as o3c
 import trimesh
 
-from .errors import FusionError
+from .errors import ConfigError, FusionError
 from .geometry import (
     backproject,
     camera_center,
@@ -85,9 +86,15 @@ class FusionParams:
     weight_threshold: float = 0.0  # extract_mesh keeps voxels with weight strictly above this
     block_resolution: int = 8  # voxels per block side
     block_count: int = 20000  # initial hash map capacity (grows on demand)
-    device: str = "CPU:0"
+    device: str = "CPU:0"  # Open3D device: CPU:0 or CUDA:N (CUDA builds of Open3D only)
+    # GiB the TSDF grid may take (recon.fusion_memory); None = 80 % of the memory available.
+    memory_budget_gb: float | None = None
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"(CPU|CUDA):\d+", str(self.device)):
+            raise ValueError(f"fusion.device must be CPU:0 or CUDA:N, got {self.device!r}")
+        if self.memory_budget_gb is not None and not self.memory_budget_gb > 0:
+            raise ValueError(f"fusion.memory_budget_gb must be > 0, got {self.memory_budget_gb!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         # `not x > 0` also rejects NaN.
@@ -157,6 +164,15 @@ def view_weights(
         radius = max(1, round(params.edge_radius * max(depth.shape)))
         w = np.where(discontinuities(depth, params.edge_jump, radius), 0.0, w)
     return np.where(valid, w, 0.0).astype(np.float32)
+
+
+def check_device(params: FusionParams) -> None:
+    """Fail before any work when fusion.device names a device this Open3D build lacks."""
+    if params.device.startswith("CUDA") and not o3c.cuda.is_available():
+        raise ConfigError(
+            f"fusion.device is {params.device} but this Open3D build has no CUDA device",
+            fix="use --set fusion.device=CPU:0 (the default)",
+        )
 
 
 def make_grid(params: FusionParams) -> o3d.t.geometry.VoxelBlockGrid:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,35 +54,79 @@ class ImageSet:
         return len(set(self.devices.get(n, n) for n in self.names)) == 1
 
 
-def list_images(root: str | Path) -> tuple[list[str], list[SkippedImage]]:
+def list_images(
+    root: str | Path, exclude: str | Path | None = None
+) -> tuple[list[str], list[SkippedImage]]:
     """Relative names of candidate images under `root` (recursive, sorted).
 
-    Hidden files and folders (leading '.') and our own temp files are ignored silently;
-    other non-image files are reported as skipped.
+    Symlinked folders are followed (each real folder once, so a link loop ends). Hidden files
+    and folders (leading '.'), our own temp files and the folder `exclude` (the run's output
+    folder, when it lies inside `root`) are ignored silently; everything else that is not an
+    image file (other files, broken links, pipes, folders named like images, link loops) is
+    reported as skipped.
     """
     root = Path(root)
     if not root.is_dir():
         raise InputError(
             "photo folder not found", path=root, fix="pass an existing folder of photos"
         )
-    names, skipped = [], []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or TEMP_MARKER in path.name:
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    names: list[str] = []
+    skipped: list[SkippedImage] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [(root, Path())]
+    while stack:
+        folder, rel_folder = stack.pop()
+        info = folder.stat()
+        if (info.st_dev, info.st_ino) in seen:
+            skipped.append(_skip(rel_folder, "a link to a folder already read (a loop or a "
+                                 "second link)", "remove the link"))  # fmt: skip
             continue
-        if not path.is_file():
-            continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            names.append(rel.as_posix())
-        else:
-            skipped.append(
-                SkippedImage(
-                    rel.as_posix(),
-                    f"unsupported file type '{path.suffix or '(none)'}' — fix: "
-                    f"convert to one of {', '.join(IMAGE_EXTENSIONS)} or move it out",
-                )
-            )
-    return names, skipped
+        seen.add((info.st_dev, info.st_ino))
+        for path in sorted(folder.iterdir()):
+            rel = rel_folder / path.name
+            if path.name.startswith(".") or TEMP_MARKER in path.name:
+                continue
+            if excluded is not None and path.resolve() == excluded:
+                continue  # our own outputs (undistorted copies) are never photos
+            kind = _entry_kind(path)
+            if kind == "folder":
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    skipped.append(_skip(rel, "a folder named like an image",
+                                         "rename it; its photos are read"))  # fmt: skip
+                stack.append((path, rel))
+            elif kind != "file":
+                skipped.append(_skip(rel, kind, "replace it with the photo or remove it"))
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                names.append(rel.as_posix())
+            else:
+                skipped.append(_skip(rel, f"unsupported file type '{path.suffix or '(none)'}'",
+                                     f"convert to one of {', '.join(IMAGE_EXTENSIONS)} "
+                                     "or move it out"))  # fmt: skip
+    return sorted(names), sorted(skipped, key=lambda x: x.name)
+
+
+def _skip(rel: Path, reason: str, fix: str) -> SkippedImage:
+    return SkippedImage(rel.as_posix(), f"{reason} — fix: {fix}")
+
+
+def _entry_kind(path: Path) -> str:
+    """'file', 'folder', or why the entry is neither (a broken link, a pipe, ...)."""
+    try:
+        mode = path.stat().st_mode  # follows links
+    except OSError as exc:
+        if path.is_symlink():
+            return "broken symbolic link (its target is missing)"
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a file"
+    return "a device, not a file"
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

@@ -75,3 +75,11 @@ def cameras(out: Path) -> dict[str, dict]:
 
 def stage_dirs(out: Path, tag: str) -> list[Path]:
     return sorted((out / "work").glob(f"{tag}-*"))
+
+
+def scene_argv(sample: dict, out: Path, *extra, photos=None, preds=None) -> list:
+    """Argv of a scene run that reuses the clean run's COLMAP model (no SfM)."""
+    return [
+        "-q", "scene", photos or sample["photos"], "-o", out,
+        "--predictions", preds or sample["preds"], "--colmap", sample["model"], *FAST, *extra,
+    ]  # fmt: skip
