@@ -23,6 +23,13 @@ from pipelines.run_log import RunLog
 
 log = logging.getLogger("lotus_recon")
 
+# Kept here, not imported from recon.priors, so that --help stays instant (a test checks the two
+# lists agree).
+PRIORS_FORMATS = (
+    "nerfstudio", "dn-splatter", "monosdf", "tum", "splat-slam", "colmap", "npz",
+    "monogs", "dn_splatter", "splat_slam",
+)  # fmt: skip
+
 
 def _add_config_args(parser: argparse.ArgumentParser, default_preset: str = "default") -> None:
     parser.add_argument(
@@ -107,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine", action="store_true", help="refine depth by integrating the predicted normals"
     )
     _add_predictor_args(image)
-    _add_config_args(image)
+    _add_config_args(image, default_preset="image")
 
     priors = sub.add_parser(
         "priors", help="photo folder -> aligned depth/normal priors for other tools"
@@ -119,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="formats",
         action="append",
         required=True,
-        help="output layout (repeatable); see README for the list",
+        choices=PRIORS_FORMATS,
+        help="output layout (repeatable): %(choices)s",
     )
     priors.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
     _add_predictor_args(priors)

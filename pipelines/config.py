@@ -114,6 +114,10 @@ def _coerce(hint: Any, value: Any, where: str, default: Any = None) -> Any:
         return float(value)
     if hint is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
         return float(value)  # YAML 1.1 reads 1e-6 (no dot in the mantissa) as a string
+    if hint is float:
+        raise ConfigError(
+            f"'{where}' must be a number, got {value!r}", fix=f"give {where} a number"
+        )
     if hint in (int, str, bool) and not (isinstance(value, hint) and not _bool_as_int(hint, value)):
         raise ConfigError(
             f"'{where}' must be {hint.__name__}, got {value!r}",
@@ -174,9 +178,17 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError("config file not found", path=path, fix="check the path") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(
+            "config is a folder, not a file", path=path, fix="pass a .yaml file to --config"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "config is not a text (UTF-8 YAML) file", path=path, fix="pass a .yaml file"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"invalid YAML ({exc})".replace("\n", " "), path=path, fix="fix its syntax"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pipelines.config import to_dict
@@ -11,6 +12,8 @@ from pipelines.workspace import folder_fingerprint
 from recon.colmap_model import SparseScene
 from recon.errors import ConfigError
 from recon.memory import check_budget
+
+log = logging.getLogger(__name__)
 
 
 def make_predictor(config: PredictorConfig, scene: SparseScene | None = None) -> Predictor:
@@ -25,7 +28,23 @@ def make_predictor(config: PredictorConfig, scene: SparseScene | None = None) ->
         return FilePredictor(Path(config.predictions), space=config.space, source_grid=grid)
     from pipelines.lotus_predictor import LotusPredictor  # imports torch: only when needed
 
+    _warn_if_bundled(config)
     return LotusPredictor.from_config(config)
+
+
+BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _warn_if_bundled(config: PredictorConfig) -> None:
+    """One console line when a bundled demo model runs: it has only seen generated rooms."""
+    for source in (config.depth_model, config.normal_model):
+        if source and Path(source).expanduser().resolve().parent == BUNDLED_MODELS:
+            log.warning(
+                "%s is a bundled demo model trained on generated rooms only: on real photos "
+                "its depth and normals are poor (see README for the official checkpoints)",
+                source,
+            )
+            return
 
 
 def check_predictor(config: PredictorConfig) -> None:

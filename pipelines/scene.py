@@ -218,9 +218,10 @@ class _Lazy:
         return self._get().predict(frames)
 
 
-def config_from_args(args: argparse.Namespace) -> SceneConfig:
-    """Preset + --config + --set, then the predictor flags (which win)."""
-    config = resolve(SceneConfig, args.preset, args.config, args.overrides)
+def config_from_args(args: argparse.Namespace, cls: type = SceneConfig):
+    """Preset + --config + --set, then the predictor flags (which win). `cls`: the command's
+    config dataclass (it has a `predictor` section)."""
+    config = resolve(cls, args.preset, args.config, args.overrides)
     predictor = config.predictor
     if getattr(args, "predictions", None):
         predictor = replace(

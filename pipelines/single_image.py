@@ -22,11 +22,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from pipelines.predictors import Predictor
+from pipelines.scene_config import PredictorConfig
 from recon.atomic import write_json, write_npz
 from recon.errors import ConfigError, InputError
 from recon.images import load_rgb
@@ -49,6 +51,9 @@ from recon.single_view_scale import ScaleSpec, scale_factor
 
 log = logging.getLogger(__name__)
 
+MIN_IMAGE_SIDE = 64  # px, as for the scene command's photos
+PANORAMA_ASPECT = 2.5  # wider than this (long:short) without intrinsics: warn
+
 
 @dataclass(frozen=True)
 class SingleImageOptions:
@@ -67,6 +72,31 @@ class SingleImageOptions:
     formats: tuple[str, ...] = ("ply", "glb", "obj")
     export_frame: str = "opengl"
     previews: bool = True
+
+
+@dataclass(frozen=True)
+class ImageMeshConfig:
+    """The `mesh` section of the image command's config (presets/image.yaml)."""
+
+    max_size: int = 1024  # longer side of the meshing grid, pixels (<= image size)
+    formats: tuple[str, ...] = ("ply", "glb", "obj")
+    export_frame: Literal["opengl", "opencv"] = "opengl"  # see the module docstring
+    previews: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in ("ply", "glb", "obj")]
+        if bad or not self.formats:
+            raise ValueError(f"mesh.formats must be a non-empty list of ply, glb, obj; got {bad}")
+        if self.max_size < 2:
+            raise ValueError("mesh.max_size must be >= 2 px")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Everything `lotus-recon image` reads from presets, --config and --set."""
+
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    mesh: ImageMeshConfig = field(default_factory=ImageMeshConfig)
 
 
 @dataclass(frozen=True)
@@ -106,10 +136,23 @@ class SingleImageResult:
 def load_photo(photo: Path, options: SingleImageOptions) -> tuple[Frame, IntrinsicsChoice]:
     """Decode the photo (EXIF orientation applied) and choose its intrinsics."""
     image = load_rgb(photo)
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"image is {w}x{h} px, smaller than {MIN_IMAGE_SIDE} px",
+            path=photo,
+            fix="pass a full-size photo",
+        )
     choice = choose_intrinsics(
         photo, K=options.K, fov_deg=options.fov_deg, sensor_width_mm=options.sensor_width_mm
     )
-    h, w = image.shape[:2]
+    if choice.source == "default-fov" and max(w, h) > PANORAMA_ASPECT * min(w, h):
+        log.warning(
+            "%s is %.1f:1, likely a panorama: it is meshed as a pinhole photo with the default "
+            "field of view, which bends it; pass --fov-deg or --K if it is a pinhole photo",
+            photo,
+            max(w, h) / min(w, h),
+        )
     if (choice.camera.width, choice.camera.height) != (w, h):
         raise InputError(
             f"decoded size {w}x{h} differs from the EXIF size "
@@ -238,10 +281,23 @@ def run_image_command(args) -> int:
     from pipelines.predictor_factory import make_predictor
     from pipelines.scene import config_from_args
 
-    config = config_from_args(args)
+    config = config_from_args(args, ImageConfig)
+    if Path(args.photo).is_dir():
+        raise InputError(
+            "is a folder, not a photo",
+            path=args.photo,
+            fix="pass one photo, or use `lotus-recon scene` for a folder",
+        )
     if not Path(args.photo).is_file():
         raise InputError("photo not found", path=args.photo, fix="pass an existing image file")
     predictor = make_predictor(config.predictor)
-    result = run_single_image(args.photo, args.output, predictor, options_from_args(args))
+    options = replace(
+        options_from_args(args),
+        max_size=config.mesh.max_size,
+        formats=tuple(config.mesh.formats),
+        export_frame=config.mesh.export_frame,
+        previews=config.mesh.previews,
+    )
+    result = run_single_image(args.photo, args.output, predictor, options)
     log.info("wrote %s", ", ".join(str(p) for p in result.files.values()))
     return 0
