@@ -57,6 +57,14 @@ def _add_predictor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, mps or auto")
 
 
+def _output_dir(text: str) -> Path:
+    """-o: a folder name; an empty one (`-o ""`, an unset shell variable) is a usage error,
+    not the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: name an output folder")
+    return Path(text)
+
+
 def _add_verbosity_args(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="debug log and tracebacks"
@@ -83,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scene = sub.add_parser("scene", help="photo folder -> SfM -> aligned priors -> fused mesh")
     scene.add_argument("photo_dir", type=Path)
-    scene.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    scene.add_argument("-o", "--output", type=_output_dir, required=True, help="output folder")
     scene.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
     scene.add_argument(
         "--priors",
@@ -97,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     image = sub.add_parser("image", help="one photo -> depth + normals -> mesh")
     image.add_argument("photo", type=Path)
-    image.add_argument("-o", "--output", type=Path, required=True)
+    image.add_argument("-o", "--output", type=_output_dir, required=True)
     image.add_argument(
         "--fov-deg",
         type=float,
@@ -120,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "priors", help="photo folder -> aligned depth/normal priors for other tools"
     )
     priors.add_argument("photo_dir", type=Path)
-    priors.add_argument("-o", "--output", type=Path, required=True)
+    priors.add_argument("-o", "--output", type=_output_dir, required=True)
     priors.add_argument(
         "--format",
         dest="formats",
@@ -143,13 +151,6 @@ class _Subparsers:
 
     def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
         return self.action.add_parser(name, parents=self.parents, **kwargs)
-
-
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors argparse cannot see (exit 2)."""
-    output = getattr(args, "output", None)
-    if output is not None and not str(output).strip():
-        parser.error("-o/--output is empty: name an output folder")
 
 
 def setup_logging(output: Path | None, verbose: bool, quiet: bool = False) -> RunLog | None:
@@ -229,7 +230,6 @@ def _run_context(quiet: bool) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _check_args(parser, args)
     run_log = setup_logging(getattr(args, "output", None), args.verbose, args.quiet)
     busy = False
     try:

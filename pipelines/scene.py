@@ -20,12 +20,13 @@ from pipelines.priors import export_aligned_priors, resolve_formats
 from pipelines.scene_config import SceneConfig
 from pipelines.stage_align import align_predictions
 from pipelines.stage_fuse import fuse_scene
-from pipelines.stage_images import prepare_images
+from pipelines.stage_images import check_photo_folder, prepare_images
 from pipelines.stage_predict import predict_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
 from recon.colmap_model import SparseScene
+from recon.errors import ConfigError
 from recon.fusion import check_device
 from recon.mesh import clean_mesh, export_cameras, export_mesh, export_point_cloud
 from recon.records import Alignment
@@ -70,6 +71,8 @@ def align_scene(
     s_sfm = ws.stage("sfm", s_images, {"config": to_dict(config.sfm), "colmap": colmap})
     s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
     s_align = ws.stage("align", s_pred, to_dict(config.align))
+    if not s_images.done:
+        check_photo_folder(photo_dir, ws.out_dir)  # the cheapest mistakes are reported first
     if predictor_factory is None and not s_pred.done:
         # Model, cache and device are checked before the first stage, not after SfM; a resumed
         # run whose predictions are done needs none of them.
@@ -232,7 +235,10 @@ def config_from_args(args: argparse.Namespace, cls: type = SceneConfig):
     if getattr(args, "lotus_normal", None):
         predictor = replace(predictor, normal_model=args.lotus_normal)
     if getattr(args, "device", None):
-        predictor = replace(predictor, device=args.device)
+        try:
+            predictor = replace(predictor, device=args.device)
+        except ValueError as exc:  # the flag is checked like the config key it sets
+            raise ConfigError(f"--device: {exc}", fix="use auto, cpu, cuda or mps") from exc
     return replace(config, predictor=predictor)
 
 

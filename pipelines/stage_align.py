@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +63,39 @@ def align_predictions(
     usable = [n for n, a in alignments.items() if a.usable]
     write_json(out / "alignment.json", {n: a.summary() for n, a in sorted(alignments.items())})
     if not usable:
+        reason, fix = _why_none_aligned(scene, alignments, params)
         raise AlignmentError(
-            "no view could be aligned to the sparse points",
+            f"no view could be aligned to the sparse points: {reason}",
             path=out / "alignment.json",
-            fix="check the SfM report; views need >= align.min_points observed 3D points",
+            fix=fix,
         )
     stage.finish({"num_views": len(alignments), "num_usable": len(usable)})
     return alignments
+
+
+def _why_none_aligned(
+    scene: SparseScene, alignments: dict[str, Alignment], params: AlignParams
+) -> tuple[str, str]:
+    """Blame what failed: too few SfM points, or predictions that do not fit the points."""
+    observed = int(np.median([len(scene.sparse[n].z) for n in alignments]))
+    messages = Counter(a.message.split(" (")[0] for a in alignments.values())
+    common = messages.most_common(1)[0][0]
+    if observed < params.min_points:
+        return (
+            f"views observe a median of {observed} 3D points ({common})",
+            "check the SfM report; views need >= align.min_points observed 3D points",
+        )
+    if any("scale" in m for m in messages):
+        return (
+            f"predictions are anti-correlated with the SfM depth ({common})",
+            "check the predictions' space (depth or disparity) and sign: a negative scale "
+            "means depth given as disparity, negated values, or the wrong model",
+        )
+    return (
+        f"views observe a median of {observed} 3D points, but the predictions fit none ({common})",
+        "check the predictions: NaN, zero or constant maps give no usable values, and "
+        "depth labelled as disparity (or the reverse) does not fit",
+    )
 
 
 def _borrow(

@@ -20,6 +20,7 @@ from pipelines.stage_align import load_view_arrays, view_path
 from pipelines.workspace import Stage
 from recon.atomic import write_with
 from recon.colmap_model import SparseScene
+from recon.errors import FusionError
 from recon.fusion import (
     FusionParams,
     PosedDepth,
@@ -64,8 +65,18 @@ def fuse_scene(
         params.depth_max,
         params.weighting,
     )
-    stats: dict[str, list[float]] = {"rejected": []}
-    volume = fuse_views(_views(scene, align_dir, names, params, stats), params)
+    stats: dict[str, list] = {"rejected": [], "zero_weight": []}
+    try:
+        volume = fuse_views(_views(scene, align_dir, names, params, stats), params)
+    except FusionError as err:
+        if names and len(stats["zero_weight"]) == len(names):
+            raise FusionError(
+                "every view has depth but zero fusion weight everywhere: the normals are "
+                "zero or invalid",
+                path=align_dir,
+                fix="check the normal maps of the predictions, or --set fusion.weighting=uniform",
+            ) from err
+        raise
     mesh = extract_mesh(volume, params.weight_threshold)
     write_with(out / RAW_MESH, lambda tmp: mesh.export(tmp, file_type="ply"))
     stage.finish(
@@ -93,7 +104,7 @@ def _views(
     align_dir: Path,
     names: list[str],
     params: FusionParams,
-    stats: dict[str, list[float]],
+    stats: dict[str, list],
 ) -> Iterator[View]:
     check = params.consistency
     centres = np.stack([scene.centers()[n] for n in names])
@@ -121,6 +132,8 @@ def _views(
             # Rejected pixels leave the view entirely: depth 0 is "no observation" in any mode.
             depth = np.where(keep, depth, 0).astype(np.float32)
             weight = np.where(keep, weight, 0).astype(np.float32)
+        if np.any(depth > 0) and not np.any(weight > 0):
+            stats["zero_weight"].append(name)
         yield View(frame=frame, depth=depth, normal=normal, weight=weight)
 
 

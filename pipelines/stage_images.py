@@ -81,6 +81,16 @@ def prepare_images(
     return image_set
 
 
+def check_photo_folder(photo_dir: Path, out_dir: Path | None = None) -> None:
+    """Fail at once (before models are resolved) on a missing folder or one with no file
+    named like an image; decoding problems are found by `prepare_images`."""
+    names, _ = list_images(photo_dir, exclude=out_dir)
+    if not names:
+        raise InputError(
+            "no usable images", path=photo_dir, fix="put JPEG or PNG photos of the scene in it"
+        )
+
+
 def _manifest(image_set: ImageSet) -> dict:
     return {
         "names": image_set.names,

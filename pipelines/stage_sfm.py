@@ -20,7 +20,7 @@ from recon.colmap_model import (
     scene_from_reconstruction,
     undistort,
 )
-from recon.errors import SfMError
+from recon.errors import InputError, SfMError
 from recon.images import ImageSet
 from recon.sfm import SfMParams, SfMReport, check_model, match_colmap_logging, run_sfm
 
@@ -43,6 +43,7 @@ def reconstruct(
         # A user model refers to the original photos, not our normalised copies.
         image_root = Path(photo_dir) if photo_dir else image_set.root
         rec = read_model(colmap_dir)
+        check_imported_model(rec, Path(colmap_dir), image_root)
         report = check_model(rec, sorted(rec.images[i].name for i in rec.images), params)
         report.mapper = f"imported:{colmap_dir}"
     else:
@@ -74,6 +75,25 @@ def reconstruct(
         }
     )
     return scene
+
+
+def check_imported_model(rec: pycolmap.Reconstruction, colmap_dir: Path, photos: Path) -> None:
+    """A --colmap model must have registered images, each a file in the photo folder."""
+    names = sorted(rec.images[i].name for i in rec.images if rec.images[i].has_pose)
+    if not names:
+        raise SfMError(
+            "the COLMAP model has no registered images",
+            path=colmap_dir,
+            fix="point --colmap at a model with registered images, or drop --colmap to run SfM",
+        )
+    missing = [n for n in names if not (photos / n).is_file()]
+    if missing:
+        raise InputError(
+            f"the COLMAP model names {len(missing)} of its {len(names)} photos that are not in "
+            f"{photos} (e.g. {missing[0]})",
+            path=colmap_dir,
+            fix="pass the photo folder the model was built from",
+        )
 
 
 def database_bytes(image_set: ImageSet, params: SfMParams) -> float:
