@@ -9,6 +9,7 @@ import argparse
 import logging
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -96,6 +97,10 @@ def align_scene(
         "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
         "producer": s_pred.result().get("producer"),
     }
+    warning = most_views_failed(alignments)
+    if warning:  # a mesh from a few views is not what the user asked for: say so loudly
+        log.warning("%s", warning)
+        report["warnings"] = [warning]
     return AlignedScene(scene, s_align.path, alignments, report), s_align
 
 
@@ -163,6 +168,26 @@ def run_priors(
         report = {**aligned.report, "seconds": timings, "peak_rss_mb": peak_rss_mb()}
         write_json(out_dir / "report.json", report)
     return report
+
+
+def most_views_failed(alignments: dict[str, Alignment]) -> str | None:
+    """One line when fewer than half of the views aligned, with the commonest reason."""
+    usable = sum(a.usable for a in alignments.values())
+    if not alignments or usable * 2 >= len(alignments):
+        return None
+    failed = [a for a in alignments.values() if not a.usable]
+    negative = sum(1 for a in failed if "scale" in a.message)
+    reasons = Counter(a.message.split(" (")[0] or a.status for a in failed)
+    text = (
+        f"only {usable} of {len(alignments)} views aligned; the mesh comes from those "
+        f"({len(failed)} failed, most often: {reasons.most_common(1)[0][0]})"
+    )
+    if negative * 2 >= len(failed):
+        text += (
+            f"; {negative} with a negative depth scale: the predicted depth is anti-correlated "
+            "with the SfM points (wrong model, or depth/disparity mixed up)"
+        )
+    return text
 
 
 def fusion_fingerprint(config: SceneConfig) -> dict:

@@ -54,7 +54,9 @@ def reconstruct(
             log.info("all photos share size and EXIF camera: one shared SfM camera")
         check_free_space(out, image_set, params)
         try:
-            rec, report = run_sfm(image_root, image_set.names, out / "colmap", params)
+            rec, report = run_sfm(
+                image_root, image_set.names, out / "colmap", params, image_set.devices
+            )
         except SfMError as err:  # name the user's folder, not our copies of it
             raise SfMError(err.message, path=photo_dir or err.path, fix=err.fix) from err
     _write_model(rec, out / "model_raw")

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pycolmap
 
 from recon.errors import SfMError
@@ -99,7 +98,11 @@ class SfMReport:
 
 
 def run_sfm(
-    image_root: Path, names: list[str], work_dir: Path, params: SfMParams
+    image_root: Path,
+    names: list[str],
+    work_dir: Path,
+    params: SfMParams,
+    devices: dict[str, str] | None = None,
 ) -> tuple[pycolmap.Reconstruction, SfMReport]:
     """Run SfM on `names` (relative to `image_root`); return the best model and its report.
 
@@ -116,6 +119,9 @@ def run_sfm(
     database.unlink(missing_ok=True)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    # COLMAP's extraction and matching are single calls that print nothing for minutes on a
+    # large set: say what is running and how much of it there is.
+    log.info("SfM: extracting features from %d photos", len(names))
     _extract(database, image_root, names, params)
     seconds["features"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -132,7 +138,7 @@ def run_sfm(
         start = time.perf_counter()
         rec = _map(database, image_root, work_dir / f"models_{label}", mapper, params, relaxed)
         seconds[f"mapping_{label}"] = time.perf_counter() - start
-        report = check_model(rec, names, params)
+        report = check_model(rec, names, params, devices)
         report.mapper, report.matcher = label, matcher
         log.info(
             "SfM (%s mapper): %d/%d registered, %.2f px mean reprojection error",
@@ -206,6 +212,9 @@ def _match(database: Path, num_images: int, params: SfMParams) -> str:
     options = pycolmap.FeatureMatchingOptions()
     options.use_gpu = False
     options.num_threads = params.num_threads
+    n = num_images
+    pairs = n * (n - 1) // 2 if matcher == "exhaustive" else n * params.sequential_overlap
+    log.info("SfM: matching about %d image pairs (%s)", pairs, matcher)
     if matcher == "exhaustive":
         pycolmap.match_exhaustive(database, matching_options=options, device=pycolmap.Device.cpu)
     elif matcher == "sequential":
@@ -254,8 +263,34 @@ def _map(
     return max(models.values(), key=lambda rec: rec.num_reg_images())
 
 
-def check_model(rec: pycolmap.Reconstruction, names: list[str], params: SfMParams) -> SfMReport:
-    """Sanity checks: registration, reprojection error, per-view support, focal consistency."""
+def _focal_spread(
+    rec: pycolmap.Reconstruction, devices: dict[str, str] | None
+) -> tuple[float, float] | None:
+    """(min, max) focal / long edge within the device group that varies most, when it varies
+    by more than 3x; None otherwise."""
+    groups: dict[str, list[float]] = {}
+    for i in rec.reg_image_ids():
+        image = rec.images[i]
+        cam = rec.cameras[image.camera_id]
+        key = "" if devices is None else devices.get(image.name, "")
+        groups.setdefault(key, []).append(cam.mean_focal_length() / max(cam.width, cam.height))
+    worst = max(groups.values(), key=lambda v: max(v) / min(v), default=[])
+    if len(worst) > 1 and max(worst) > 3.0 * min(worst):
+        return min(worst), max(worst)
+    return None
+
+
+def check_model(
+    rec: pycolmap.Reconstruction,
+    names: list[str],
+    params: SfMParams,
+    devices: dict[str, str] | None = None,
+) -> SfMReport:
+    """Sanity checks: registration, reprojection error, per-view support, focal consistency.
+
+    `devices` (image name -> camera signature, e.g. size, EXIF make/model/focal): focal
+    lengths are compared only within one signature, since photos from different cameras or
+    zoom settings (a Flickr collection) are expected to differ."""
     report = SfMReport(num_images=len(names))
     registered = {rec.images[i].name for i in rec.reg_image_ids()}
     report.num_registered = len(registered)
@@ -274,22 +309,10 @@ def check_model(rec: pycolmap.Reconstruction, names: list[str], params: SfMParam
         image = rec.images[image_id]
         if image.num_points3D < params.min_observations_per_view:
             report.weak_views.append(image.name)
-    focals = np.array(
-        [rec.cameras[rec.images[i].camera_id].mean_focal_length() for i in rec.reg_image_ids()]
-    )
-    sizes = np.array(
-        [
-            max(
-                rec.cameras[rec.images[i].camera_id].width,
-                rec.cameras[rec.images[i].camera_id].height,
-            )
-            for i in rec.reg_image_ids()
-        ]
-    )
-    relative = focals / sizes  # focal in units of the long edge; one device varies little
-    if relative.size > 1 and relative.max() > 3.0 * relative.min():
+    spread = _focal_spread(rec, devices)
+    if spread is not None:
         report.problems.append(
-            f"focal lengths disagree ({relative.min():.2f}-{relative.max():.2f} x image size)"
+            f"focal lengths disagree ({spread[0]:.2f}-{spread[1]:.2f} x image size)"
         )
     if report.num_registered < max(2, len(names) // 2):
         report.problems.append(f"only {report.num_registered}/{len(names)} views registered")

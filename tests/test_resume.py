@@ -9,6 +9,7 @@ SfM runs on one thread: COLMAP's multi-threaded mapping differs from run to run.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -57,13 +58,29 @@ def _run(photos: Path, preds: Path, out: Path, stop: tuple | None = None, **kw):
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
-    """Final files by name; the output folder's own path (listed in priors.json) masked."""
+    """Final files by name; the output folder's own path (listed in priors.json) masked.
+    report.json is compared without its clock readings (times, memory peaks)."""
     paths = [out / name for name in OUTPUTS] + sorted((out / "priors").rglob("*"))
-    return {
+    files = {
         p.relative_to(out).as_posix(): p.read_bytes().replace(str(out).encode(), b"OUT")
         for p in paths
         if p.is_file()
     }
+    report = json.loads((out / "report.json").read_text())
+    text = json.dumps(_without_clocks(report), sort_keys=True).replace(str(out), "OUT")
+    files["report.json"] = text.encode()
+    return files
+
+
+CLOCKS = ("seconds", "finished", "peak_rss_mb", "peak_rss_mb_after")
+
+
+def _without_clocks(data: object) -> object:
+    if isinstance(data, dict):
+        return {k: _without_clocks(v) for k, v in data.items() if k not in CLOCKS}
+    if isinstance(data, list):
+        return [_without_clocks(v) for v in data]
+    return data
 
 
 def _done(out: Path) -> dict[str, bool]:
@@ -143,6 +160,7 @@ def test_second_run_into_the_same_folder_is_refused(inputs, tmp_path):
         assert line.startswith("ERROR ") and "\n" not in line
         assert str(out) in line and "another run is using this output folder" in line
         assert "fix:" in line
+        assert "another run" not in (out / "log.txt").read_text()  # the first run's log
     finally:
         first.send_signal(signal.SIGCONT)
         assert first.wait(timeout=300) == 0, first.stderr.read()
