@@ -31,7 +31,9 @@ PRIORS_FORMATS = (
 )  # fmt: skip
 
 
-def _add_config_args(parser: argparse.ArgumentParser, default_preset: str = "default") -> None:
+def _add_config_args(
+    parser: argparse.ArgumentParser, default_preset: str | None = "default"
+) -> None:
     parser.add_argument(
         "--preset", default=default_preset, help="config preset (default: %(default)s)"
     )
@@ -122,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine", action="store_true", help="refine depth by integrating the predicted normals"
     )
     _add_predictor_args(image)
-    _add_config_args(image, default_preset="image")
+    _add_config_args(image, default_preset=None)  # ImageConfig's own defaults
 
     priors = sub.add_parser(
         "priors", help="photo folder -> aligned depth/normal priors for other tools"

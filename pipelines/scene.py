@@ -28,7 +28,8 @@ from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
 from recon.colmap_model import SparseScene
 from recon.errors import ConfigError
-from recon.fusion import check_device
+from recon.fusion import FusionParams, check_device
+from recon.fusion_memory import check_fusion_memory, check_voxel_scale
 from recon.mesh import clean_mesh, export_cameras, export_mesh, export_point_cloud
 from recon.records import Alignment
 
@@ -59,9 +60,11 @@ def align_scene(
     clock: _Clock | None = None,
     colmap_dir: Path | None = None,
     predictor_factory: Callable[[], Predictor] | None = None,
+    fusion: FusionParams | None = None,
 ) -> tuple[AlignedScene, Stage]:
     """images -> sfm -> predict -> align; returns the result and the align stage.
-    `clock` collects per-stage seconds (none kept when omitted)."""
+    `clock` collects per-stage seconds (none kept when omitted). `fusion`: settings of the
+    fusion to come, whose user-set voxel size is checked as soon as the scene's extent is known."""
     clock = clock or _Clock({})
     s_images = ws.stage(
         "images",
@@ -83,6 +86,9 @@ def align_scene(
         image_set = prepare_images(photo_dir, s_images, config.images, ws.out_dir)
     with clock("sfm"):
         scene = reconstruct(image_set, s_sfm, config.sfm, colmap_dir, photo_dir)
+    if fusion is not None and fusion.voxel_size is not None:  # fail before predicting
+        check_voxel_scale(scene.points_xyz, fusion.voxel_size)
+        check_fusion_memory(scene.points_xyz, fusion)
     with clock("predict"):
         factory = predictor_factory or (lambda: make_predictor(config.predictor, scene))
         pred_dir = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
@@ -119,7 +125,9 @@ def run_scene(
         write_text(out_dir / "config.yaml", dump_yaml(config))
         check_device(config.fusion)
         clock = _Clock(timings)
-        aligned, s_align = align_scene(ws, photo_dir, config, clock, colmap_dir, predictor_factory)
+        aligned, s_align = align_scene(
+            ws, photo_dir, config, clock, colmap_dir, predictor_factory, config.fusion
+        )
         scene = aligned.scene
 
         s_fuse = ws.stage("fuse", s_align, fusion_fingerprint(config))

@@ -76,7 +76,7 @@ class SingleImageOptions:
 
 @dataclass(frozen=True)
 class ImageMeshConfig:
-    """The `mesh` section of the image command's config (presets/image.yaml)."""
+    """The `mesh` section of the image command's config."""
 
     max_size: int = 1024  # longer side of the meshing grid, pixels (<= image size)
     formats: tuple[str, ...] = ("ply", "glb", "obj")
