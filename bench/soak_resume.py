@@ -108,8 +108,12 @@ def main() -> None:
         result = soak_run(i, sig, rng.uniform(0.0, total), (photos, preds, reference), work)
         results.append(result)
         print(json.dumps(result), flush=True)
-    same = sum(r["identical"] for r in results)
-    print(f"{same}/{len(results)} interrupted runs resumed to byte-identical outputs")
+    stopped = [r for r in results if r["stopped"] != 0]  # 0: it finished before the signal
+    same = sum(r["identical"] for r in stopped)
+    print(
+        f"{same}/{len(stopped)} interrupted runs resumed to byte-identical outputs "
+        f"({len(results) - len(stopped)} finished before their signal)"
+    )
 
 
 if __name__ == "__main__":
