@@ -72,15 +72,17 @@ def soak_run(i: int, sig: signal.Signals, delay: float, inputs: tuple, work: Pat
     photos, preds, reference = inputs
     out = work / f"run_{i:02d}"
     proc = subprocess.Popen(command(photos, preds, out), cwd=REPO, stderr=subprocess.DEVNULL)
+    sent = False
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
+        sent = True
     stopped = proc.wait()
     stages = finished_stages(out)
     rerun = subprocess.run(command(photos, preds, out), cwd=REPO, capture_output=True, text=True)
     same = rerun.returncode == 0 and outputs(out) == reference
-    return {"signal": sig.name, "delay": delay, "stopped": stopped, "done_at_stop": stages,
+    return {"signal": sig.name, "sent": sent, "delay": delay, "stopped": stopped, "done_at_stop": stages,
             "rerun": rerun.returncode, "identical": same}  # fmt: skip
 
 
@@ -108,7 +110,7 @@ def main() -> None:
         result = soak_run(i, sig, rng.uniform(0.0, total), (photos, preds, reference), work)
         results.append(result)
         print(json.dumps(result), flush=True)
-    stopped = [r for r in results if r["stopped"] != 0]  # 0: it finished before the signal
+    stopped = [r for r in results if r["sent"]]  # unsent: it finished before its delay
     same = sum(r["identical"] for r in stopped)
     print(
         f"{same}/{len(stopped)} interrupted runs resumed to byte-identical outputs "
