@@ -18,9 +18,9 @@ from pipelines.predictor_factory import check_predictor, make_predictor, predict
 from pipelines.predictors import Predictor
 from pipelines.priors import export_aligned_priors, resolve_formats
 from pipelines.scene_config import SceneConfig
+from pipelines.sequence import intake, intake_fingerprint, sequence_report, sfm_params
 from pipelines.stage_align import align_predictions
 from pipelines.stage_fuse import fuse_scene
-from pipelines.stage_images import prepare_images
 from pipelines.stage_predict import predict_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
@@ -46,7 +46,8 @@ class AlignedScene:
     scene: SparseScene
     align_dir: Path  # per-view metric depth, normals, confidence (pipelines.stage_align)
     alignments: dict[str, Alignment]
-    report: dict  # images, sfm, alignment, producer
+    report: dict  # images, sfm, alignment, producer (+ video for clips)
+    timestamps: dict[str, float] | None = None  # clips: seconds from the start, by name
 
 
 def align_scene(
@@ -62,16 +63,16 @@ def align_scene(
     clock = clock or _Clock({})
     if predictor_factory is None:
         check_predictor(config.predictor)
-    s_images = ws.stage(
-        "images", None, {"photos": folder_fingerprint(photo_dir), "config": to_dict(config.images)}
-    )
+    # A video file or frame folder yields the same image set (plus timestamps): pipelines.sequence
+    s_images = ws.stage("images", None, intake_fingerprint(photo_dir, config))
     with clock("images"):
-        image_set = prepare_images(photo_dir, s_images, config.images)
+        image_set, timestamps = intake(photo_dir, s_images, config)
 
     colmap = None if colmap_dir is None else folder_fingerprint(Path(colmap_dir))
-    s_sfm = ws.stage("sfm", s_images, {"config": to_dict(config.sfm), "colmap": colmap})
+    sfm = sfm_params(photo_dir, config)
+    s_sfm = ws.stage("sfm", s_images, {"config": to_dict(sfm), "colmap": colmap})
     with clock("sfm"):
-        scene = reconstruct(image_set, s_sfm, config.sfm, colmap_dir, photo_dir)
+        scene = reconstruct(image_set, s_sfm, sfm, colmap_dir, photo_dir)
 
     s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
     with clock("predict"):
@@ -90,7 +91,9 @@ def align_scene(
         "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
         "producer": s_pred.result().get("producer"),
     }
-    return AlignedScene(scene, s_align.path, alignments, report), s_align
+    if timestamps is not None:
+        report["video"] = sequence_report(s_images, scene, pred_dir, s_align.path, alignments)
+    return AlignedScene(scene, s_align.path, alignments, report, timestamps), s_align
 
 
 def run_scene(
