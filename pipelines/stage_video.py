@@ -63,7 +63,7 @@ def prepare_sequence(
         timestamps[name] = round(frame.time, 6)
         parallax[name] = frame.parallax
     stats.seconds = round(time.perf_counter() - start, 3)
-    check_camera_motion(len(names), stats, source)
+    check_camera_motion(len(names), stats, source, root / names[0] if names else None)
     names = _thin(root, names, params.max_frames)
     _log_stats(source, stats, len(names))
     manifest = {

@@ -301,14 +301,18 @@ def select_frames(
     yield from keep_with_parallax(sharp, params, stats)
 
 
-def check_camera_motion(kept: int, stats: SelectionStats, source: Path) -> None:
-    """Raise NoCameraMotionError when frame selection left fewer than two frames."""
+def check_camera_motion(
+    kept: int, stats: SelectionStats, source: Path, frame: Path | None = None
+) -> None:
+    """Raise NoCameraMotionError when frame selection left fewer than two frames; `frame`
+    (a written frame) is named in the fix."""
     if kept >= 2:
         return
+    example = str(frame) if frame is not None else "FRAME.jpg"
     raise NoCameraMotionError(
         f"no camera motion: {stats.decoded} frames decoded, the image moved by at most "
         f"{100 * stats.max_parallax:.2f}% of its diagonal (SfM needs parallax)",
         path=source,
         fix="film while moving the camera around the scene, or reconstruct one frame with "
-        "`lotus-recon image FRAME.jpg -o OUT`",
+        f"`lotus-recon image {example} -o OUT`",
     )
