@@ -15,7 +15,7 @@ from scipy import ndimage
 
 PATCH_RADIUS = 6  # px; LK integration window is (2r+1)^2
 LEVELS = 4  # pyramid levels: tracks displacements up to ~2^LEVELS * PATCH_RADIUS px
-ITERATIONS = 8  # Gauss-Newton steps per level
+ITERATIONS = 5  # Gauss-Newton steps per level (sub-pixel accuracy is not needed here)
 FB_TOLERANCE = 1.0  # px; forward-backward round trip error above this marks a track lost
 
 
@@ -43,7 +43,7 @@ def sharpness(grey: np.ndarray) -> float:
     return float(ndimage.laplace(grey.astype(np.float32)).var())
 
 
-def good_features(grey: np.ndarray, grid: tuple[int, int] = (16, 12)) -> np.ndarray:
+def good_features(grey: np.ndarray, grid: tuple[int, int] = (12, 9)) -> np.ndarray:
     """(N, 2) x, y corner points: the strongest Shi-Tomasi corner of each grid cell, where it is
     textured enough (min eigenvalue above 1% of the image's strongest). Spread over the image
     so one textured object cannot dominate the median displacement."""
@@ -85,8 +85,8 @@ def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Bilinear samples of `img` at (x, y) arrays of equal shape (edge values outside).
     Plain numpy indexing: several times faster than ndimage.map_coordinates here."""
     h, w = img.shape
-    x = np.clip(np.nan_to_num(x), 0, w - 1.001)
-    y = np.clip(np.nan_to_num(y), 0, h - 1.001)
+    x = np.clip(x, 0, w - 1.001)  # callers pass finite coordinates
+    y = np.clip(y, 0, h - 1.001)
     x0, y0 = x.astype(np.intp), y.astype(np.intp)
     fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
     flat = img.ravel()
@@ -97,10 +97,12 @@ def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _lk(pyr_a: list[np.ndarray], pyr_b: list[np.ndarray], pts: np.ndarray) -> np.ndarray:
-    """Track `pts` (N, 2) from A to B coarse to fine; returns their (N, 2) positions in B."""
+    """Track `pts` (N, 2) from A to B coarse to fine; returns their (N, 2) positions in B
+    (NaN for points without texture to track)."""
     r = np.arange(-PATCH_RADIUS, PATCH_RADIUS + 1, dtype=np.float64)
     ox, oy = np.meshgrid(r, r)
     disp = np.zeros_like(pts)
+    lost = np.zeros(len(pts), bool)
     for level in range(len(pyr_a) - 1, -1, -1):
         a, b = pyr_a[level], pyr_b[level]
         s = 2.0**level
@@ -111,18 +113,21 @@ def _lk(pyr_a: list[np.ndarray], pyr_b: list[np.ndarray], pts: np.ndarray) -> np
         ix, iy = _sample(grad_x, px, py), _sample(grad_y, px, py)
         gxx, gyy, gxy = (ix * ix).sum((1, 2)), (iy * iy).sum((1, 2)), (ix * iy).sum((1, 2))
         det = gxx * gyy - gxy * gxy
-        det = np.where(np.abs(det) < 1e-9, np.nan, det)  # untextured: the track is lost
+        flat = np.abs(det) < 1e-9  # untextured: the track is lost
+        inv_det = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, det))  # no NaN in the loop
         d = disp / s
         for _ in range(ITERATIONS):
             err = patch - _sample(b, px + d[:, 0, None, None], py + d[:, 1, None, None])
             bx, by = (err * ix).sum((1, 2)), (err * iy).sum((1, 2))
-            step = np.stack([(gyy * bx - gxy * by) / det, (gxx * by - gxy * bx) / det], axis=1)
-            d = d + np.nan_to_num(step, nan=0.0)
-            if np.nanmax(np.abs(step), initial=0.0) < 0.01:
+            step = np.stack([(gyy * bx - gxy * by) * inv_det, (gxx * by - gxy * bx) * inv_det], 1)
+            d = d + step
+            if np.abs(step).max(initial=0.0) < 0.01:
                 break
-        d[np.isnan(det)] = np.nan
+        lost |= flat
         disp = d * s
-    return pts + disp
+    out = pts + disp
+    out[lost] = np.nan
+    return out
 
 
 def sparse_flow(a: np.ndarray, b: np.ndarray, points: np.ndarray | None = None) -> FlowResult:

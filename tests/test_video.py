@@ -207,3 +207,28 @@ def test_heic_photos_are_read(tmp_path):
     size, factor = normalize_image(tmp_path / "IMG_0001.HEIC", tmp_path / "out" / "a.png", 2000)
     assert size == (128, 96) and factor == 1.0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), rgb)
+
+
+def test_a_frame_folder_is_a_sequence_with_its_own_names(tmp_path):
+    from pipelines.scene_config import SceneConfig
+    from pipelines.sequence import intake, intake_fingerprint, sfm_params
+    from pipelines.workspace import Workspace
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    offsets = [0] * 4 + [6 * k for k in range(1, 12)]  # at rest, then a pan
+    for i, g in enumerate(_pan(offsets)):
+        Image.fromarray((g * 255).astype(np.uint8)).convert("RGB").save(frames / f"{i:04d}.png")
+    config = SceneConfig()
+    assert sfm_params(frames, config).matcher == "auto"  # a plain photo folder
+    config = SceneConfig(video=VideoParams(sequence=True, sequence_fps=10.0, fps=10.0))
+    assert sfm_params(frames, config).matcher == "sequential"
+    with Workspace(tmp_path / "out") as ws:
+        stage = ws.stage("images", None, intake_fingerprint(frames, config))
+        image_set, timestamps = intake(frames, stage, config)
+    assert image_set.names == list(timestamps) and image_set.names[0] == "0000.png"
+    assert not {"0001.png", "0002.png", "0003.png"} & set(image_set.names)  # at rest
+    assert len(image_set.names) >= 8
+    for name, t in timestamps.items():
+        assert t == pytest.approx(int(name[:4]) / 10.0)
+        assert (image_set.root / name).is_file()

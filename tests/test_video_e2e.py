@@ -36,11 +36,11 @@ def clip_runs(tmp_path_factory):
     for k in range(KEYS):  # the key poses: what a photographer would have taken
         name = f"frame_{REST + k * PER_KEY:06d}.jpg"
         shutil.copy2(root / "scene" / "images" / name, stills / name)
-    # 2 candidates per second of the 12 fps clip -> windows of 6 frames hold the blurred one.
+    # 6 candidates per second of the 12 fps clip: windows of 2 frames.
     video_set = ["--set", "video.fps=6", "--set", "video.min_parallax=0.02"]
     outs = {}
     for tag, source, extra in (("video", clip, video_set), ("stills", stills, [])):
-        out = root / tag
+        out = root / f"out_{tag}"
         from pipelines.cli import main
 
         code = main(["-q", "scene", str(source), "-o", str(out), "--predictions", str(preds)]
@@ -64,7 +64,8 @@ def test_generated_clip_frames_are_chosen_and_registered(clip_runs):
     kept = list(video["timestamps"])
     assert len(kept) == sel["kept"] >= 8
     assert f"frame_{REST + 7:06d}.jpg" not in kept  # the blurred frame is never chosen
-    assert not any(f"frame_{i:06d}.jpg" in kept for i in range(1, REST))  # camera at rest
+    # The camera at rest gives one frame (the sharpest of its window), not one per window.
+    assert sum(f"frame_{i:06d}.jpg" in kept for i in range(REST)) == 1
     for name, t in video["timestamps"].items():  # frame i at i / fps seconds
         assert t == pytest.approx(int(name[6:12]) / FPS, abs=1e-3)
     assert video["registered"] >= 0.95 * len(kept)
