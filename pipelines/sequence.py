@@ -21,9 +21,11 @@ from pipelines.stage_predict import load_prediction
 from pipelines.stage_video import is_sequence_input, load_video_summary, prepare_sequence
 from pipelines.workspace import Stage, folder_fingerprint
 from recon.colmap_model import SparseScene
+from recon.errors import InputError
 from recon.records import Alignment
 from recon.sfm import SfMParams
 from recon.temporal import PosedCamera, sequence_disagreement
+from recon.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ def intake_fingerprint(source: Path, config: SceneConfig) -> dict:
 
 def intake(source: Path, stage: Stage, config: SceneConfig):
     """(ImageSet, timestamps by name in seconds, or None for photos) for any input."""
+    if Path(source).suffix.lower() in VIDEO_EXTENSIONS and not Path(source).is_file():
+        raise InputError("video file not found", path=source, fix="check the path")
     if is_sequence_input(source, config.video):
         return prepare_sequence(source, stage, config.images, config.video)
     return prepare_images(source, stage, config.images), None

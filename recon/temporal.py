@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recon.geometry import backproject, transform_points
+from recon.geometry import backproject, project, transform_points
 
 STRIDE = 4  # px; every STRIDE-th pixel of frame i is reprojected (the median is stable)
 OCCLUSION_GAP = 0.5  # relative; larger disagreements are counted as occlusions, not error
@@ -42,14 +42,13 @@ def pair_disagreement(
     points_a = points_a[sub.reshape(-1) > 0]
     world = transform_points(np.linalg.inv(frame_a.cam_from_world), points_a)
     cam_b = transform_points(frame_b.cam_from_world, world)
-    z = cam_b[:, 2]
-    front = z > 1e-9
-    u = K_b[0, 0] * cam_b[front, 0] / z[front] + K_b[0, 2]
-    v = K_b[1, 1] * cam_b[front, 1] / z[front] + K_b[1, 2]
+    uv, z = project(cam_b, K_b)  # COLMAP pixel centres: pixel index = floor(uv)
+    u, v = uv[:, 0], uv[:, 1]
     h, w = depth_b.shape
-    inside = (u >= 0) & (v >= 0) & (u < w) & (v < h)
+    with np.errstate(invalid="ignore"):
+        inside = (u >= 0) & (v >= 0) & (u < w) & (v < h)  # NaN (behind B) is outside
     d_b = np.nan_to_num(depth_b)[v[inside].astype(int), u[inside].astype(int)]
-    z_in = z[front][inside]
+    z_in = z[inside]
     valid = d_b > 0
     rel = np.abs(z_in[valid] - d_b[valid]) / d_b[valid]
     rel = rel[rel < OCCLUSION_GAP]

@@ -232,3 +232,24 @@ def test_a_frame_folder_is_a_sequence_with_its_own_names(tmp_path):
     for name, t in timestamps.items():
         assert t == pytest.approx(int(name[:4]) / 10.0)
         assert (image_set.root / name).is_file()
+
+
+def test_depth_disagreement_is_zero_for_consistent_depth_and_sees_a_scale_error():
+    from recon.temporal import PosedCamera, pair_disagreement
+
+    K = np.array([[80.0, 0, 40], [0, 80.0, 30], [0, 0, 1]])
+    b_from_world = np.eye(4)
+    b_from_world[0, 3] = -0.2  # camera B 0.2 to the right of A
+    a, b = PosedCamera("a", K, np.eye(4)), PosedCamera("b", K, b_from_world)
+    wall = np.full((60, 80), 3.0)  # a fronto-parallel wall 3 units away: same depth in B
+    assert pair_disagreement(a, wall, b, wall) == pytest.approx(0.0, abs=1e-9)
+    assert pair_disagreement(a, wall, b, 1.1 * wall) == pytest.approx(1 / 1.1 * 0.1, rel=1e-3)
+
+
+def test_a_missing_video_is_a_one_line_error(tmp_path, capfd):
+    models = Path(__file__).resolve().parents[1] / "models"
+    argv = ["-q", "scene", tmp_path / "nope.mp4", "-o", tmp_path / "out",
+            "--lotus-depth", models / "lotus-depth-tiny"]  # fmt: skip
+    code, err = run_cli(argv, capfd)
+    assert code == 1
+    assert_one_line_error(err, "nope.mp4", "video file not found")
