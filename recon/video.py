@@ -175,8 +175,11 @@ def video_candidates(path: Path, info: VideoInfo, size: int) -> Iterator[Candida
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            start: float | None = None
             for index, frame in enumerate(container.decode(stream)):
                 t = float(frame.time) if frame.time is not None else index / info.fps
+                start = t if start is None else start
+                t -= start  # containers may start at a non-zero time (edited or cut clips)
                 grey = frame.reformat(width=aw, height=ah, format="gray").to_ndarray()
                 yield Candidate(
                     index, t, grey.astype(np.float32) / 255.0, _rgb_of(frame), sharpness=0.0
