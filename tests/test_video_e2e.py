@@ -34,8 +34,10 @@ def clip_runs(tmp_path_factory):
     preds = write_predictions(root / "scene", root / "pred", "disparity", 0, LOTUS_LIKE)
     stills = root / "stills"
     stills.mkdir()
-    for k in range(KEYS):  # the key poses: what a photographer would have taken
-        name = f"frame_{REST + k * PER_KEY:06d}.jpg"
+    # Still photos along the same path, as many as the video's candidates after the rest:
+    # every 2nd frame, rendered straight to JPEG (no H.264, no frame choice).
+    for i in range(REST, REST + (KEYS - 1) * PER_KEY + 1, 2):
+        name = f"frame_{i:06d}.jpg"
         shutil.copy2(root / "scene" / "images" / name, stills / name)
     # 6 candidates per second of the 12 fps clip: windows of 2 frames.
     video_set = ["--set", "video.fps=6", "--set", "video.min_parallax=0.02"]
