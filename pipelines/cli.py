@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = _Subparsers(parser.add_subparsers(dest="command", required=True), [common])
 
     scene = sub.add_parser("scene", help="photo folder -> SfM -> aligned priors -> fused mesh")
-    scene.add_argument("photo_dir", type=Path)
+    scene.add_argument("photo_dir", type=Path, help="photo folder or video file (mp4, mov, ...)")
     scene.add_argument("-o", "--output", type=_output_dir, required=True, help="output folder")
     scene.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
     scene.add_argument(
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     priors = sub.add_parser(
         "priors", help="photo folder -> aligned depth/normal priors for other tools"
     )
-    priors.add_argument("photo_dir", type=Path)
+    priors.add_argument("photo_dir", type=Path, help="photo folder or video file (mp4, mov, ...)")
     priors.add_argument("-o", "--output", type=_output_dir, required=True)
     priors.add_argument(
         "--format",

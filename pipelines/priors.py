@@ -9,7 +9,7 @@ the same aligned views.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,13 +74,16 @@ def export_prepared(
     formats: Sequence[str],
     points3d: SparsePoints | None = None,
     previews: bool = True,
+    timestamps: Mapping[str, float] | None = None,
 ) -> PriorsExport:
-    """`export_priors` for prepared views, in memory or streamed (`StreamedViews`)."""
+    """`export_priors` for prepared views, in memory or streamed (`StreamedViews`).
+    `timestamps`: seconds by frame name (clips), for the layouts that carry time (tum,
+    splat-slam); None = frames 1 s apart."""
     out_dir = Path(out_dir)
     keys = resolve_formats(formats)  # validate all first
     result = PriorsExport(out_dir)
     for key in keys:
-        written = write_prior_views(key, out_dir / key, views, points3d)
+        written = write_prior_views(key, out_dir / key, views, points3d, timestamps=timestamps)
         result.formats[key] = written
         log.info("priors %s: %d views -> %s", key, written.views, written.root)
         for line in written.warnings:
@@ -144,4 +147,6 @@ def export_aligned_priors(aligned, out_dir: Path, formats: Sequence[str]) -> Pri
     points = SparsePoints(
         xyz=scene.points_xyz, rgb=scene.points_rgb, error=scene.points_error, ids=scene.points_ids
     )
-    return export_prepared(StreamedViews(names, load), out_dir, formats, points)
+    return export_prepared(
+        StreamedViews(names, load), out_dir, formats, points, timestamps=aligned.timestamps
+    )

@@ -19,11 +19,13 @@ from pipelines.predictor_factory import check_predictor, make_predictor, predict
 from pipelines.predictors import Predictor
 from pipelines.priors import export_aligned_priors, resolve_formats
 from pipelines.scene_config import SceneConfig
+from pipelines.sequence import intake, intake_fingerprint, sequence_report, sfm_params
 from pipelines.stage_align import align_predictions
 from pipelines.stage_fuse import fuse_scene
-from pipelines.stage_images import check_photo_folder, prepare_images
+from pipelines.stage_images import check_photo_folder
 from pipelines.stage_predict import predict_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
+from pipelines.stage_video import is_sequence_input
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
 from recon.colmap_model import SparseScene
@@ -50,7 +52,8 @@ class AlignedScene:
     scene: SparseScene
     align_dir: Path  # per-view metric depth, normals, confidence (pipelines.stage_align)
     alignments: dict[str, Alignment]
-    report: dict  # images, sfm, alignment, producer
+    report: dict  # images, sfm, alignment, producer (+ video for clips)
+    timestamps: dict[str, float] | None = None  # clips: seconds from the start, by name
 
 
 def align_scene(
@@ -66,16 +69,14 @@ def align_scene(
     `clock` collects per-stage seconds (none kept when omitted). `fusion`: settings of the
     fusion to come, whose user-set voxel size is checked as soon as the scene's extent is known."""
     clock = clock or _Clock({})
-    s_images = ws.stage(
-        "images",
-        None,
-        {"photos": folder_fingerprint(photo_dir, ws.out_dir), "config": to_dict(config.images)},
-    )
+    # A video file or frame folder yields the same image set (plus timestamps): pipelines.sequence
+    s_images = ws.stage("images", None, intake_fingerprint(photo_dir, config, ws.out_dir))
     colmap = None if colmap_dir is None else folder_fingerprint(Path(colmap_dir))
-    s_sfm = ws.stage("sfm", s_images, {"config": to_dict(config.sfm), "colmap": colmap})
+    sfm = sfm_params(photo_dir, config)
+    s_sfm = ws.stage("sfm", s_images, {"config": to_dict(sfm), "colmap": colmap})
     s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
     s_align = ws.stage("align", s_pred, to_dict(config.align))
-    if not s_images.done:
+    if not s_images.done and not is_sequence_input(photo_dir, config.video):
         check_photo_folder(photo_dir, ws.out_dir)  # the cheapest mistakes are reported first
     if predictor_factory is None and not s_pred.done:
         # Model, cache and device are checked before the first stage, not after SfM; a resumed
@@ -83,9 +84,9 @@ def align_scene(
         check_predictor(config.predictor)
 
     with clock("images"):
-        image_set = prepare_images(photo_dir, s_images, config.images, ws.out_dir)
+        image_set, timestamps = intake(photo_dir, s_images, config, ws.out_dir)
     with clock("sfm"):
-        scene = reconstruct(image_set, s_sfm, config.sfm, colmap_dir, photo_dir)
+        scene = reconstruct(image_set, s_sfm, sfm, colmap_dir, photo_dir)
     if fusion is not None and fusion.voxel_size is not None:  # fail before predicting
         check_voxel_scale(scene.points_xyz, fusion.voxel_size)
         check_fusion_memory(scene.points_xyz, fusion)
@@ -107,7 +108,9 @@ def align_scene(
     if warning:  # a mesh from a few views is not what the user asked for: say so loudly
         log.warning("%s", warning)
         report["warnings"] = [warning]
-    return AlignedScene(scene, s_align.path, alignments, report), s_align
+    if timestamps is not None:
+        report["video"] = sequence_report(s_images, scene, pred_dir, s_align.path, alignments)
+    return AlignedScene(scene, s_align.path, alignments, report, timestamps), s_align
 
 
 def run_scene(

@@ -12,6 +12,7 @@ from recon.fusion import FusionParams
 from recon.mesh import MeshParams
 from recon.refine import RefineParams
 from recon.sfm import SfMParams
+from recon.video import VideoParams
 
 DEFAULT_DEPTH_MODEL = "jingheya/lotus-depth-g-v2-1-disparity"
 DEFAULT_NORMAL_MODEL = "jingheya/lotus-normal-g-v1-1"
@@ -53,3 +54,4 @@ class SceneConfig:
     align: AlignParams = field(default_factory=lambda: AlignParams(refine=RefineParams()))
     fusion: FusionParams = field(default_factory=FusionParams)
     mesh: MeshParams = field(default_factory=MeshParams)
+    video: VideoParams = field(default_factory=VideoParams)  # clips and frame folders

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import stat
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,27 @@ from recon.errors import InputError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"
+)  # fmt: skip
 # Formats that SfM reads directly; anything else is re-encoded to PNG.
 PASSTHROUGH_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MIN_IMAGE_SIDE = 64  # pixels; smaller images carry too few features and too little depth detail
 # PIL refuses images above ~179 MP as a decompression bomb; we decode bounded sizes ourselves.
 Image.MAX_IMAGE_PIXELS = 400_000_000
+
+
+def _register_heif() -> None:
+    """Let PIL open HEIC/HEIF (phone photos) through pillow-heif, a core dependency; without
+    it those files are skipped with the fix named."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return
+    register_heif_opener()
+
+
+_register_heif()
 
 
 @dataclass(frozen=True)
@@ -166,8 +182,14 @@ def decode_image(
         raise InputError(
             f"cannot decode image ({type(exc).__name__}: {exc})".replace("\n", " "),
             path=path,
-            fix="re-export the photo as JPEG or PNG, or remove it",
+            fix=_decode_fix(path),
         ) from exc
+
+
+def _decode_fix(path: Path) -> str:
+    if path.suffix.lower() in (".heic", ".heif") and "pillow_heif" not in sys.modules:
+        return "pip install pillow-heif (HEIC/HEIF support), or re-export the photo as JPEG"
+    return "re-export the photo as JPEG or PNG, or remove it"
 
 
 def to_rgb8(img: Image.Image) -> np.ndarray:

@@ -13,7 +13,7 @@ Formats: nerfstudio, dn-splatter, monosdf, tum (alias monogs), splat-slam, colma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ WRITERS: dict[str, Writer] = {
 }
 ALIASES = {"monogs": "tum", "dn_splatter": "dn-splatter", "splat_slam": "splat-slam"}
 FORMATS: tuple[str, ...] = tuple(WRITERS)
+TIMED = ("tum", "splat-slam")  # layouts with per-frame timestamps
 
 
 def resolve_format(name: str) -> str:
@@ -86,13 +87,19 @@ def write_prior_views(
     views: Sequence[PriorView],
     points3d: SparsePoints | None = None,
     with_images: bool = True,
+    timestamps: Mapping[str, float] | None = None,
 ) -> PriorsWritten:
     """`write_priors` for views already prepared (`prepare_views`), or streamed from disk one
-    at a time (`StreamedViews`) to keep memory flat for long sequences."""
+    at a time (`StreamedViews`) to keep memory flat for long sequences. `timestamps`
+    (seconds by frame name, e.g. a video's) are written by the layouts that carry time."""
     key = resolve_format(format)
     writer = WRITERS[key]
     if key == "npz":
         return writer(views, Path(out_dir), points3d)
+    if key in TIMED and timestamps is not None:
+        return writer(
+            views, Path(out_dir), points3d, with_images=with_images, timestamps=timestamps
+        )
     return writer(views, Path(out_dir), points3d, with_images=with_images)
 
 

@@ -21,7 +21,7 @@ relative to the first frame. One camera for all frames.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from recon.atomic import write_text
@@ -58,11 +58,14 @@ def config_yaml(views: Sequence[PriorView], out_dir: Path) -> str:
 
 
 def write(views: Sequence[PriorView], out_dir: Path, points: SparsePoints | None = None,
-          with_images: bool = True) -> PriorsWritten:  # fmt: skip
-    """Write the Splat-SLAM layout (see the module docstring)."""
+          with_images: bool = True,
+          timestamps: Mapping[str, float] | None = None) -> PriorsWritten:  # fmt: skip
+    """Write the Splat-SLAM layout (see the module docstring); `timestamps` as in tum.write."""
     out_dir = Path(out_dir)
     config = config_yaml(views, out_dir)  # raises before writing if cameras differ
-    base = tum.write(views, out_dir, points, with_images=with_images, fmt="splat-slam")
+    base = tum.write(
+        views, out_dir, points, with_images=with_images, fmt="splat-slam", timestamps=timestamps
+    )
     result = PriorsWritten("splat-slam", out_dir, len(views), base.files, [], base.warnings)
     for v in views:
         path = out_dir / "mono_priors" / "depths" / f"{v.index:05d}.npy"

@@ -1,7 +1,8 @@
 """TUM RGB-D sequence layout (read by MonoGS and Splat-SLAM's TUM loaders).
 
 Layout (OUT = the sequence folder, MonoGS `Dataset.dataset_path`):
-    OUT/rgb/{t}.png           the images, t = frame timestamp "%.6f" (frame i at i seconds)
+    OUT/rgb/{t}.png           the images, t = frame timestamp "%.6f" (a clip's own timestamps
+                              in seconds; photos: frame i at i seconds)
     OUT/depth/{t}.png         uint16 z-depth x 5000 (value / 5000 = world units, "metres" when
                               the SfM is metric), 0 = unknown - the TUM RGB-D convention
     OUT/rgb.txt, depth.txt    "timestamp filename" per line after "#" comment lines
@@ -25,7 +26,7 @@ One camera for all frames (these loaders take a single calibration).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from recon.atomic import write_text
@@ -48,7 +49,11 @@ DEPTH_SCALE = 5000.0  # TUM RGB-D: 5000 units per metre
 FRAME_SPACING_S = 1.0  # seconds between frames; > 0.16 s so association is unambiguous
 
 
-def timestamp(view: PriorView) -> str:
+def timestamp(view: PriorView, timestamps: Mapping[str, float] | None = None) -> str:
+    """The frame's time (s) as TUM writes it: from `timestamps` (a clip's, by frame name)
+    when given, else the view's index x FRAME_SPACING_S."""
+    if timestamps is not None:
+        return f"{timestamps[view.frame.name]:.6f}"
     return f"{view.index * FRAME_SPACING_S:.6f}"
 
 
@@ -67,29 +72,31 @@ def calibration_yaml(views: Sequence[PriorView], fmt: str) -> str:
     )
 
 
-def pose_line(view: PriorView) -> str:
+def pose_line(view: PriorView, t: str | None = None) -> str:
     T = world_from_cam(view)
     q = quaternion_xyzw(T[:3, :3])
     values = [*T[:3, 3], *q]
-    return timestamp(view) + " " + " ".join(fmt_float(x) for x in values)
+    return (t or timestamp(view)) + " " + " ".join(fmt_float(x) for x in values)
 
 
 def write(views: Sequence[PriorView], out_dir: Path, points: SparsePoints | None = None,
-          with_images: bool = True, fmt: str = "tum") -> PriorsWritten:  # fmt: skip
-    """Write the TUM RGB-D layout (see the module docstring)."""
+          with_images: bool = True, fmt: str = "tum",
+          timestamps: Mapping[str, float] | None = None) -> PriorsWritten:  # fmt: skip
+    """Write the TUM RGB-D layout (see the module docstring). `timestamps`: seconds by frame
+    name (a video's own; they must be > 1/32 s apart for MonoGS's association)."""
     out_dir = Path(out_dir)
     calib = calibration_yaml(views, fmt)  # raises before writing anything if cameras differ
     result = PriorsWritten(fmt, out_dir, len(views))
     rgb, depth, gt, assoc, names = [], [], [], [], []
     for v in progress(views, fmt):
-        t = timestamp(v)
+        t = timestamp(v, timestamps)
         if with_images:
             result.files.append(write_png(out_dir / "rgb" / f"{t}.png", v.frame.image))
         depth16, _ = depth_to_uint16(v.depth, DEPTH_SCALE)
         result.files.append(write_png(out_dir / "depth" / f"{t}.png", depth16))
         rgb.append(f"{t} rgb/{t}.png")
         depth.append(f"{t} depth/{t}.png")
-        gt.append(pose_line(v))
+        gt.append(pose_line(v, t))
         assoc.append(f"{t} rgb/{t}.png {t} depth/{t}.png")
         names.append(f"{t} {v.frame.name}")
     header = "# written by lotus-recon priors\n# file: '{}'\n# timestamp {}\n"
