@@ -19,7 +19,13 @@ from pipelines.predictor_factory import check_predictor, make_predictor, predict
 from pipelines.predictors import Predictor
 from pipelines.priors import export_aligned_priors, resolve_formats
 from pipelines.scene_config import SceneConfig
-from pipelines.sequence import intake, intake_fingerprint, sequence_report, sfm_params
+from pipelines.sequence import (
+    check_video_exists,
+    intake,
+    intake_fingerprint,
+    sequence_report,
+    sfm_params,
+)
 from pipelines.stage_align import align_predictions
 from pipelines.stage_fuse import fuse_scene
 from pipelines.stage_images import check_photo_folder
@@ -76,8 +82,10 @@ def align_scene(
     s_sfm = ws.stage("sfm", s_images, {"config": to_dict(sfm), "colmap": colmap})
     s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
     s_align = ws.stage("align", s_pred, to_dict(config.align))
-    if not s_images.done and not is_sequence_input(photo_dir, config.video):
-        check_photo_folder(photo_dir, ws.out_dir)  # the cheapest mistakes are reported first
+    if not s_images.done:  # the cheapest mistakes are reported first
+        check_video_exists(photo_dir)
+        if not is_sequence_input(photo_dir, config.video):
+            check_photo_folder(photo_dir, ws.out_dir)
     if predictor_factory is None and not s_pred.done:
         # Model, cache and device are checked before the first stage, not after SfM; a resumed
         # run whose predictions are done needs none of them.

@@ -45,11 +45,16 @@ def intake_fingerprint(source: Path, config: SceneConfig, out_dir: Path | None =
     return {"frames": files, "config": to_dict(config.images), "video": to_dict(config.video)}
 
 
+def check_video_exists(source: Path) -> None:
+    """Fail at once (before models are resolved) on a video file that is not there."""
+    if Path(source).suffix.lower() in VIDEO_EXTENSIONS and not Path(source).is_file():
+        raise InputError("video file not found", path=source, fix="check the path")
+
+
 def intake(source: Path, stage: Stage, config: SceneConfig, out_dir: Path | None = None):
     """(ImageSet, timestamps by name in seconds, or None for photos) for any input.
     `out_dir`: the run's output folder, never read as photos when inside a photo folder."""
-    if Path(source).suffix.lower() in VIDEO_EXTENSIONS and not Path(source).is_file():
-        raise InputError("video file not found", path=source, fix="check the path")
+    check_video_exists(source)
     if is_sequence_input(source, config.video):
         return prepare_sequence(source, stage, config.images, config.video)
     return prepare_images(source, stage, config.images, out_dir), None

@@ -145,6 +145,8 @@ def test_static_clip_gets_a_one_line_error_and_exit_1(tmp_path, capfd):
         tmp_path / "out",
         "--lotus-depth",
         models / "lotus-depth-tiny",
+        "--lotus-normal",
+        models / "lotus-normal-tiny",
     ]
     code, err = run_cli(argv, capfd)
     assert code == 1
@@ -249,7 +251,8 @@ def test_depth_disagreement_is_zero_for_consistent_depth_and_sees_a_scale_error(
 def test_a_missing_video_is_a_one_line_error(tmp_path, capfd):
     models = Path(__file__).resolve().parents[1] / "models"
     argv = ["-q", "scene", tmp_path / "nope.mp4", "-o", tmp_path / "out",
-            "--lotus-depth", models / "lotus-depth-tiny"]  # fmt: skip
+            "--lotus-depth", models / "lotus-depth-tiny",
+            "--lotus-normal", models / "lotus-normal-tiny"]  # fmt: skip
     code, err = run_cli(argv, capfd)
     assert code == 1
     assert_one_line_error(err, "nope.mp4", "video file not found")

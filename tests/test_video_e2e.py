@@ -95,6 +95,8 @@ def test_real_static_clip_fails_clearly(tmp_path, capfd):
         tmp_path / "out",
         "--lotus-depth",
         MODELS / "lotus-depth-tiny",
+        "--lotus-normal",
+        MODELS / "lotus-normal-tiny",
     ]
     code, err = run_cli(argv, capfd)
     assert code == 1
