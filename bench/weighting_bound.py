@@ -37,7 +37,7 @@ os.environ.setdefault("GLOG_minloglevel", "1")
 from reconstruction import add_scene_arguments, prepare_scene, variant_config  # noqa: E402
 
 from pipelines.scene import align_scene  # noqa: E402
-from pipelines.stage_align import load_view_arrays, view_path  # noqa: E402
+from pipelines.view_files import load_view_arrays  # noqa: E402
 from pipelines.workspace import Workspace  # noqa: E402
 from recon.evaluate import apply_similarity, similarity_from_poses  # noqa: E402
 from recon.fusion import (  # noqa: E402
@@ -89,8 +89,8 @@ def bound_scene(spec: str, args) -> list[tuple[str, dict]]:
     config = variant_config(preds, [])  # the default configuration
     with Workspace(args.work / sdir.name / "run") as ws:
         aligned, _ = align_scene(ws, gt.image_dir, config)
-    scene, align_dir = aligned.scene, aligned.align_dir
-    names = [n for n in scene.names if view_path(align_dir, n).is_file()]
+    scene, align_dir = aligned.scene, aligned.views.stage_dir
+    names = aligned.views.names
     similarity = similarity_from_poses(scene.cam_from_world, gt.cam_from_world)
     rc = make_raycaster(*load_mesh(gt.mesh_path)[:2])
     views = []

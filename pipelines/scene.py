@@ -23,6 +23,7 @@ from pipelines.stage_fuse import fuse_scene
 from pipelines.stage_images import prepare_images
 from pipelines.stage_predict import predict_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
+from pipelines.view_files import ViewFiles
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
 from recon.colmap_model import SparseScene
@@ -44,7 +45,7 @@ class AlignedScene:
     """The first four stages' results: what both `scene` and `priors` build on."""
 
     scene: SparseScene
-    align_dir: Path  # per-view metric depth, normals, confidence (pipelines.stage_align)
+    views: ViewFiles  # usable views' metric depth, normals, confidence (pipelines.view_files)
     alignments: dict[str, Alignment]
     report: dict  # images, sfm, alignment, producer
 
@@ -76,11 +77,12 @@ def align_scene(
     s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
     with clock("predict"):
         factory = predictor_factory or (lambda: make_predictor(config.predictor, scene))
-        pred_dir = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
+        predictions = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
 
     s_align = ws.stage("align", s_pred, to_dict(config.align))
     with clock("align"):
-        alignments = align_predictions(scene, pred_dir, s_align, config.align)
+        aligned = align_predictions(scene, predictions, s_align, config.align)
+    alignments = aligned.alignments
     report = {
         "images": {
             "used": len(image_set.names),
@@ -90,7 +92,7 @@ def align_scene(
         "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
         "producer": s_pred.result().get("producer"),
     }
-    return AlignedScene(scene, s_align.path, alignments, report), s_align
+    return AlignedScene(scene, aligned.views, alignments, report), s_align
 
 
 def run_scene(
@@ -112,7 +114,7 @@ def run_scene(
 
         s_fuse = ws.stage("fuse", s_align, to_dict(config.fusion))
         with clock("fuse"):
-            raw = fuse_scene(scene, aligned.align_dir, s_fuse, config.fusion)
+            raw = fuse_scene(scene, aligned.views, s_fuse, config.fusion)
 
         with clock("export"):
             mesh = clean_mesh(raw, config.mesh, scene.points_xyz)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from pipelines.stage_align import load_view_arrays, view_path
+from pipelines.view_files import ViewFiles, load_view_depth, load_view_extras
 from pipelines.workspace import Stage
 from recon.atomic import write_with
 from recon.colmap_model import SparseScene
@@ -39,17 +39,17 @@ RAW_MESH = "mesh_raw.ply"
 
 
 def fuse_scene(
-    scene: SparseScene, align_dir: Path, stage: Stage, params: FusionParams
+    scene: SparseScene, views: ViewFiles, stage: Stage, params: FusionParams
 ) -> trimesh.Trimesh:
     """Fuse every aligned view; returns the raw (uncleaned) marching-cubes mesh."""
     if stage.done:
         return trimesh.load(stage.path / RAW_MESH, process=False)
     out = stage.begin()
-    names = [n for n in scene.names if view_path(align_dir, n).is_file()]
+    align_dir, names = views.stage_dir, views.names
     params = scene_fusion_params(
         [scene.cameras[n] for n in names],
         scene.points_xyz,
-        depths=(_depth(align_dir, n) for n in names),
+        depths=(load_view_depth(align_dir, n) for n in names),
         base=params,
     )
     log.info(
@@ -80,11 +80,6 @@ def fuse_scene(
     return mesh
 
 
-def _depth(align_dir: Path, name: str) -> np.ndarray:
-    with np.load(view_path(align_dir, name), allow_pickle=False) as data:
-        return data["depth"]  # only this array is read from the file
-
-
 def _views(
     scene: SparseScene,
     align_dir: Path,
@@ -94,11 +89,11 @@ def _views(
 ) -> Iterator[View]:
     check = params.consistency
     centres = np.stack([scene.centers()[n] for n in names])
-    cache = _DepthCache(align_dir, max(check.neighbors + 2, 2))
+    cache = _DepthCache(align_dir, max(check.neighbors + 3, 3))  # the view and its neighbours
     for index, name in enumerate(progress(names, desc="fuse", unit="view", leave=False)):
         frame = scene.frame(name)
-        arrays = load_view_arrays(align_dir, name)
-        depth, normal = arrays["depth"], arrays.get("normal")
+        arrays = load_view_extras(align_dir, name)  # its depth comes from the cache
+        depth, normal = cache.get(name), arrays.get("normal")
         if params.weighting == "uniform":
             weight = (depth > 0).astype(np.float32)
         else:
@@ -132,7 +127,7 @@ class _DepthCache:
         if name in self._maps:
             self._maps.move_to_end(name)
         else:
-            self._maps[name] = _depth(self.align_dir, name)
+            self._maps[name] = load_view_depth(self.align_dir, name)
             if len(self._maps) > self.size:
                 self._maps.popitem(last=False)
         return self._maps[name]
