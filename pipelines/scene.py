@@ -6,6 +6,7 @@ Reads as a list of stage calls; each stage skips itself when its workspace folde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import resource
 import time
@@ -23,14 +24,17 @@ from pipelines.stage_fuse import fuse_scene
 from pipelines.stage_images import prepare_images
 from pipelines.stage_predict import predict_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
-from pipelines.view_files import ViewFiles
+from pipelines.view_files import ViewFiles, load_view_arrays
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
 from recon.colmap_model import SparseScene
 from recon.mesh import clean_mesh, export_cameras, export_mesh, export_point_cloud
+from recon.normal_check import convention_report, normal_depth_agreement
 from recon.records import Alignment
 
 log = logging.getLogger(__name__)
+
+NORMAL_CHECK_SIZE = 128  # long side (blocks) at which the normal self-check compares
 
 
 @dataclass
@@ -91,8 +95,35 @@ def align_scene(
         "sfm": load_sfm_report(s_sfm),
         "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
         "producer": s_pred.result().get("producer"),
+        "normal_check": check_normals(scene, aligned.views),
     }
     return AlignedScene(scene, aligned.views, alignments, report), s_align
+
+
+def check_normals(scene: SparseScene, views: ViewFiles) -> dict | None:
+    """The normal-convention self-check (recon.normal_check) on every aligned view with
+    normals: predicted normals against the normals of the view's aligned depth. None when no
+    view has normals. A failed check is logged as a warning."""
+    agreements = {}
+    for name in views.names:
+        arrays = load_view_arrays(views.stage_dir, name)
+        if "normal" not in arrays:
+            continue
+        with contextlib.suppress(ValueError):  # no pixel to compare: the view says nothing
+            depth, K = arrays["depth"], scene.cameras[name].K
+            step = max(1, round(max(depth.shape) / NORMAL_CHECK_SIZE))
+            agreements[name] = normal_depth_agreement(arrays["normal"], depth, K, step=step)
+    if not agreements:
+        return None
+    result = convention_report(agreements)
+    if not result["convention_ok"]:
+        log.warning(
+            "normals disagree with the aligned depth: median %.0f deg (%.0f deg if negated); "
+            "a wrong normal convention? (--predictions files: check normal_convention)",
+            result["median_deg"],
+            result["median_negated_deg"],
+        )
+    return result
 
 
 def run_scene(
