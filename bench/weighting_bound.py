@@ -37,11 +37,11 @@ os.environ.setdefault("GLOG_minloglevel", "1")
 from reconstruction import add_scene_arguments, prepare_scene, variant_config  # noqa: E402
 
 from pipelines.scene import align_scene  # noqa: E402
-from pipelines.stage_align import load_view_arrays, view_path  # noqa: E402
+from pipelines.view_files import load_view_arrays  # noqa: E402
 from pipelines.workspace import Workspace  # noqa: E402
+from recon.consistency import ViewSource, fusion_views  # noqa: E402
 from recon.evaluate import apply_similarity, similarity_from_poses  # noqa: E402
 from recon.fusion import (  # noqa: E402
-    consistency_masks,
     extract_mesh,
     fuse_views,
     scene_fusion_params,
@@ -89,8 +89,8 @@ def bound_scene(spec: str, args) -> list[tuple[str, dict]]:
     config = variant_config(preds, [])  # the default configuration
     with Workspace(args.work / sdir.name / "run") as ws:
         aligned, _ = align_scene(ws, gt.image_dir, config)
-    scene, align_dir = aligned.scene, aligned.align_dir
-    names = [n for n in scene.names if view_path(align_dir, n).is_file()]
+    scene, align_dir = aligned.scene, aligned.views.stage_dir
+    names = aligned.views.names
     similarity = similarity_from_poses(scene.cam_from_world, gt.cam_from_world)
     rc = make_raycaster(*load_mesh(gt.mesh_path)[:2])
     views = []
@@ -103,12 +103,11 @@ def bound_scene(spec: str, args) -> list[tuple[str, dict]]:
         with np.errstate(invalid="ignore", divide="ignore"):
             error = np.where((depth > 0) & (true > 0), np.abs(depth - true) / true, 1.0)
         views.append((scene.frame(name), arrays, error))
-    check = config.fusion.consistency
-    if check.enabled:  # as the scene pipeline does: rejected pixels leave their view
+    if config.fusion.consistency.enabled:  # the scene pipeline's check: rejected pixels leave
         posed = [View(frame, a["depth"], None, None) for frame, a, _ in views]
-        masks = consistency_masks(posed, check.neighbors, check.rel_tol, check.min_agree)
-        for (_, a, _), keep in zip(views, masks):
-            a["depth"] = np.where(keep, a["depth"], 0).astype(np.float32)
+        checked = fusion_views(ViewSource.of_views(posed), config.fusion)
+        for (_, a, _), view in zip(views, checked):
+            a["depth"] = view.depth
     params = scene_fusion_params(
         [scene.cameras[n] for n in names],
         scene.points_xyz,

@@ -23,8 +23,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from pipelines.view_files import prediction_path
 from recon.errors import InputError
-from recon.images import source_stem
 from recon.records import DEPTH_SPACES, DepthSpace, Frame, MonoPrediction
 from recon.resample import normalize, remap_map, resize_map
 
@@ -42,11 +42,6 @@ class Predictor(Protocol):
     def predict(self, frames: Sequence[Frame]) -> list[MonoPrediction]:
         """One prediction per frame, at the frame's image resolution."""
         ...
-
-
-def prediction_path(root: Path, frame_name: str) -> Path:
-    """`root/<photo name without extension>.npz`, also for photos the intake re-encoded."""
-    return Path(root) / (source_stem(frame_name) + ".npz")
 
 
 class FilePredictor:

@@ -134,13 +134,13 @@ def resolve_formats(formats: Sequence[str]) -> list[str]:
 def export_aligned_priors(aligned, out_dir: Path, formats: Sequence[str]) -> PriorsExport:
     """Priors for every usable view of an `AlignedScene` (pipelines.scene), streamed: each
     view's image and arrays are read from the workspace when a writer reaches it."""
-    from pipelines.stage_align import load_view_arrays, view_path
+    from pipelines.view_files import load_view_arrays
 
     scene = aligned.scene
-    names = [n for n in scene.names if view_path(aligned.align_dir, n).is_file()]
+    names = aligned.views.names
 
     def load(i: int) -> tuple:
-        arrays = load_view_arrays(aligned.align_dir, names[i])
+        arrays = load_view_arrays(aligned.views.stage_dir, names[i])
         frame = scene.frame(names[i])
         return frame, arrays["depth"], arrays.get("normal"), arrays.get("confidence")
 

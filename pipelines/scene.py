@@ -6,6 +6,7 @@ Reads as a list of stage calls; each stage skips itself when its workspace folde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import resource
 import time
@@ -32,6 +33,7 @@ from pipelines.stage_images import check_photo_folder
 from pipelines.stage_predict import predict_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
 from pipelines.stage_video import is_sequence_input
+from pipelines.view_files import ViewFiles, load_view_arrays
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
 from recon.colmap_model import SparseScene
@@ -39,9 +41,12 @@ from recon.errors import ConfigError
 from recon.fusion import FusionParams, check_device
 from recon.fusion_memory import check_fusion_memory, check_voxel_scale
 from recon.mesh import clean_mesh, export_cameras, export_mesh, export_point_cloud
+from recon.normal_check import convention_report, normal_depth_agreement
 from recon.records import Alignment
 
 log = logging.getLogger(__name__)
+
+NORMAL_CHECK_SIZE = 128  # long side (blocks) at which the normal self-check compares
 
 
 @dataclass
@@ -56,7 +61,7 @@ class AlignedScene:
     """The first four stages' results: what both `scene` and `priors` build on."""
 
     scene: SparseScene
-    align_dir: Path  # per-view metric depth, normals, confidence (pipelines.stage_align)
+    views: ViewFiles  # usable views' metric depth, normals, confidence (pipelines.view_files)
     alignments: dict[str, Alignment]
     report: dict  # images, sfm, alignment, producer (+ video for clips)
     timestamps: dict[str, float] | None = None  # clips: seconds from the start, by name
@@ -100,9 +105,10 @@ def align_scene(
         check_fusion_memory(scene.points_xyz, fusion)
     with clock("predict"):
         factory = predictor_factory or (lambda: make_predictor(config.predictor, scene))
-        pred_dir = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
+        predictions = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
     with clock("align"):
-        alignments = align_predictions(scene, pred_dir, s_align, config.align)
+        aligned = align_predictions(scene, predictions, s_align, config.align)
+    alignments = aligned.alignments
     report = {
         "images": {
             "used": len(image_set.names),
@@ -111,14 +117,43 @@ def align_scene(
         "sfm": load_sfm_report(s_sfm),
         "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
         "producer": s_pred.result().get("producer"),
+        "normal_check": check_normals(scene, aligned.views),
     }
     warning = most_views_failed(alignments)
     if warning:  # a mesh from a few views is not what the user asked for: say so loudly
         log.warning("%s", warning)
         report["warnings"] = [warning]
     if timestamps is not None:
-        report["video"] = sequence_report(s_images, scene, pred_dir, s_align.path, alignments)
-    return AlignedScene(scene, s_align.path, alignments, report, timestamps), s_align
+        report["video"] = sequence_report(
+            s_images, scene, predictions.stage_dir, aligned.views.stage_dir, alignments
+        )
+    return AlignedScene(scene, aligned.views, alignments, report, timestamps), s_align
+
+
+def check_normals(scene: SparseScene, views: ViewFiles) -> dict | None:
+    """The normal-convention self-check (recon.normal_check) on every aligned view with
+    normals: predicted normals against the normals of the view's aligned depth. None when no
+    view has normals. A failed check is logged as a warning."""
+    agreements = {}
+    for name in views.names:
+        arrays = load_view_arrays(views.stage_dir, name)
+        if "normal" not in arrays:
+            continue
+        with contextlib.suppress(ValueError):  # no pixel to compare: the view says nothing
+            depth, K = arrays["depth"], scene.cameras[name].K
+            step = max(1, round(max(depth.shape) / NORMAL_CHECK_SIZE))
+            agreements[name] = normal_depth_agreement(arrays["normal"], depth, K, step=step)
+    if not agreements:
+        return None
+    result = convention_report(agreements)
+    if not result["convention_ok"]:
+        log.warning(
+            "normals disagree with the aligned depth: median %.0f deg (%.0f deg if negated); "
+            "a wrong normal convention? (--predictions files: check normal_convention)",
+            result["median_deg"],
+            result["median_negated_deg"],
+        )
+    return result
 
 
 def run_scene(
@@ -143,7 +178,7 @@ def run_scene(
 
         s_fuse = ws.stage("fuse", s_align, fusion_fingerprint(config))
         with clock("fuse"):
-            raw = fuse_scene(scene, aligned.align_dir, s_fuse, config.fusion)
+            raw = fuse_scene(scene, aligned.views, s_fuse, config.fusion)
 
         with clock("export"):
             mesh = clean_mesh(raw, config.mesh, scene.points_xyz)

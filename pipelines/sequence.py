@@ -15,10 +15,9 @@ import numpy as np
 
 from pipelines.config import to_dict
 from pipelines.scene_config import SceneConfig
-from pipelines.stage_align import load_view_arrays, view_path
 from pipelines.stage_images import prepare_images
-from pipelines.stage_predict import load_prediction
 from pipelines.stage_video import is_sequence_input, load_video_summary, prepare_sequence
+from pipelines.view_files import load_prediction, load_view_arrays, view_path
 from pipelines.workspace import Stage, folder_fingerprint
 from recon.colmap_model import SparseScene
 from recon.errors import InputError

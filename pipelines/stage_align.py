@@ -1,7 +1,8 @@
 """Stage 4: align each view's prediction to its sparse points -> metric depth per view on disk.
 
 Per view: `<stem>.json` (the Alignment diagnostics) and, when usable, `<stem>.npz` with the
-metric z-depth and the normals. `alignment.json` holds the table for all views.
+metric z-depth and the normals (layouts in `pipelines.view_files`). `alignment.json` holds the
+table for all views.
 """
 
 from __future__ import annotations
@@ -9,15 +10,24 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipelines.predictors import prediction_path
-from pipelines.stage_predict import load_prediction
+from pipelines.view_files import (
+    ViewFiles,
+    aligned_views,
+    alignment_from_json,
+    correction_path,
+    load_alignment,
+    load_prediction,
+    save_alignment,
+    save_view,
+)
 from pipelines.workspace import Stage
 from recon.align import AlignParams, align_view, borrow_alignments, for_model_size
-from recon.atomic import write_json, write_npz
+from recon.atomic import write_json
 from recon.colmap_model import SparseScene
 from recon.errors import AlignmentError
 from recon.progress import progress
@@ -26,12 +36,21 @@ from recon.records import Alignment
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class AlignedViews:
+    """What the align stage wrote: every view's alignment, and the usable views' files."""
+
+    alignments: dict[str, Alignment]  # view name -> alignment (also failed ones)
+    views: ViewFiles  # aligned view files (pipelines.view_files), usable views only
+
+
 def align_predictions(
-    scene: SparseScene, pred_dir: Path, stage: Stage, params: AlignParams
-) -> dict[str, Alignment]:
+    scene: SparseScene, predictions: ViewFiles, stage: Stage, params: AlignParams
+) -> AlignedViews:
     """Fit every view (resuming per view), apply the fallback, write metric depth maps."""
     if stage.done:
-        return load_alignments(stage)
+        return AlignedViews(load_alignments(stage), aligned_views(stage.path, scene.names))
+    pred_dir = predictions.stage_dir
     out = stage.begin()
     sized = for_model_size(params, len(scene.names))
     if sized.min_track_length != params.min_track_length:
@@ -45,17 +64,15 @@ def align_predictions(
         params = sized
     alignments: dict[str, Alignment] = {}
     for name in progress(scene.names, desc="align", unit="view", leave=False):
-        diag_path = _diag_path(out, name)
-        if diag_path.is_file():
-            saved = json.loads(diag_path.read_text())
-            alignments[name] = _alignment_from_json(saved, _correction_path(out, name))
+        done = load_alignment(out, name)
+        if done is not None:
+            alignments[name] = done
             continue
         pred = load_prediction(pred_dir, name)
         alignment = align_view(pred, scene.sparse[name], params, scene.cameras[name])
         if alignment.usable:
-            _write_view(out, name, pred, alignment)
-            _write_correction(out, name, alignment)
-        write_json(diag_path, alignment.summary())
+            save_view(out, name, pred, alignment)
+        save_alignment(out, name, alignment)
         alignments[name] = alignment
     if params.fallback == "borrow":
         alignments = _borrow(scene, pred_dir, out, alignments, params)
@@ -70,7 +87,7 @@ def align_predictions(
             fix=fix,
         )
     stage.finish({"num_views": len(alignments), "num_usable": len(usable)})
-    return alignments
+    return AlignedViews(alignments, aligned_views(out, scene.names))
 
 
 def _why_none_aligned(
@@ -108,8 +125,8 @@ def _borrow(
     borrowed = borrow_alignments(alignments, scene.centers(), params.borrow_neighbors)
     for name, alignment in borrowed.items():
         if alignment.status == "borrowed" and alignments[name].status != "borrowed":
-            _write_view(out, name, load_prediction(pred_dir, name), alignment)
-            write_json(_diag_path(out, name), alignment.summary())
+            save_view(out, name, load_prediction(pred_dir, name), alignment)
+            save_alignment(out, name, alignment)
     return borrowed
 
 
@@ -136,59 +153,8 @@ def _report(alignments: dict[str, Alignment]) -> None:
     )
 
 
-def _diag_path(out: Path, name: str) -> Path:
-    return prediction_path(out, name).with_suffix(".json")
-
-
-def view_path(stage_dir: Path, name: str) -> Path:
-    return prediction_path(stage_dir, name)
-
-
-def _write_view(out: Path, name: str, pred, alignment: Alignment) -> None:
-    depth = alignment.to_depth(pred.values)
-    arrays = {"depth": np.nan_to_num(depth, nan=0.0).astype(np.float32)}
-    if pred.normal is not None:
-        arrays["normal"] = pred.normal.astype(np.float32)
-    if pred.confidence is not None:
-        arrays["confidence"] = pred.confidence.astype(np.float32)
-    write_npz(view_path(out, name), **arrays)
-
-
-def _correction_path(out: Path, name: str) -> Path:
-    return prediction_path(out, name).with_suffix(".correction.npz")
-
-
-def _write_correction(out: Path, name: str, alignment: Alignment) -> None:
-    """The smooth correction fields, so that a resumed run reports the same alignment."""
-    if alignment.scale_field is not None and alignment.shift_field is not None:
-        write_npz(
-            _correction_path(out, name),
-            scale_field=alignment.scale_field,
-            shift_field=alignment.shift_field,
-        )
-
-
-def _alignment_from_json(data: dict, correction: Path | None = None) -> Alignment:
-    """An Alignment from its summary (null = unknown, NaN) and its correction file, if any."""
-    keys = ("scale", "shift", "space", "num_points", "num_inliers", "residual", "status")
-    fields = {k: float("nan") if data[k] is None else data[k] for k in keys}
-    fields["message"] = data.get("message", "")
-    if data.get("smooth_correction") and correction is not None and correction.is_file():
-        with np.load(correction, allow_pickle=False) as arrays:
-            fields["scale_field"] = arrays["scale_field"]
-            fields["shift_field"] = arrays["shift_field"]
-    return Alignment(**fields)
-
-
 def load_alignments(stage: Stage) -> dict[str, Alignment]:
     data = json.loads((stage.path / "alignment.json").read_text())
     return {
-        name: _alignment_from_json(d, _correction_path(stage.path, name))
-        for name, d in data.items()
+        name: alignment_from_json(d, correction_path(stage.path, name)) for name, d in data.items()
     }
-
-
-def load_view_arrays(stage_dir: Path, name: str) -> dict[str, np.ndarray]:
-    """depth (H, W) metres (0 = unknown), normal (H, W, 3) OpenCV, confidence (H, W)."""
-    with np.load(view_path(stage_dir, name), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}

@@ -1,38 +1,32 @@
 """Stage 5: aligned views -> normal-guided TSDF (streamed one view at a time) -> raw mesh.
 
-With fusion.consistency enabled, each view's pixels are checked against its k nearest views
-(camera centres) before integration; only those k depth maps are loaded alongside the view (a
-small cache serves neighbours shared by consecutive views), so memory does not grow with the
-number of views.
+Each view's weights and multi-view consistency check come from `recon.consistency.fusion_views`
+(one view and its k nearest neighbours' depth maps in memory at a time). Depth maps are read
+from the align stage's files once for the scene's fusion settings (depth range, voxel size) and
+once more for fusion, where one cache serves a view's own turn and its turns as a neighbour.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import trimesh
 
-from pipelines.stage_align import load_view_arrays, view_path
+from pipelines.view_files import ViewFiles, load_view_depth, load_view_extras
 from pipelines.workspace import Stage
 from recon.atomic import write_with
 from recon.colmap_model import SparseScene
+from recon.consistency import ViewSource, fusion_views
 from recon.errors import FusionError
 from recon.fusion import (
     FusionParams,
-    PosedDepth,
-    consistency_mask,
     extract_mesh,
     fuse_views,
-    nearest_views,
     scene_fusion_params,
-    view_weights,
 )
 from recon.fusion_memory import check_fusion_memory, check_voxel_scale
-from recon.progress import progress
 from recon.records import View
 
 log = logging.getLogger(__name__)
@@ -41,17 +35,17 @@ RAW_MESH = "mesh_raw.ply"
 
 
 def fuse_scene(
-    scene: SparseScene, align_dir: Path, stage: Stage, params: FusionParams
+    scene: SparseScene, views: ViewFiles, stage: Stage, params: FusionParams
 ) -> trimesh.Trimesh:
     """Fuse every aligned view; returns the raw (uncleaned) marching-cubes mesh."""
     if stage.done:
         return trimesh.load(stage.path / RAW_MESH, process=False)
     out = stage.begin()
-    names = [n for n in scene.names if view_path(align_dir, n).is_file()]
+    align_dir, names = views.stage_dir, views.names
     params = scene_fusion_params(
         [scene.cameras[n] for n in names],
         scene.points_xyz,
-        depths=(_depth(align_dir, n) for n in names),
+        depths=(load_view_depth(align_dir, n) for n in names),
         base=params,
     )
     check_voxel_scale(scene.points_xyz, params.voxel_size)
@@ -65,11 +59,15 @@ def fuse_scene(
         params.depth_max,
         params.weighting,
     )
-    stats: dict[str, list] = {"rejected": [], "zero_weight": []}
+    rejected: list[float] = []
+    zero_weight: list[str] = []
+    views_in = _watch_zero_weight(
+        fusion_views(_source(scene, views), params, rejected), zero_weight
+    )
     try:
-        volume = fuse_views(_views(scene, align_dir, names, params, stats), params)
+        volume = fuse_views(views_in, params)
     except FusionError as err:
-        if names and len(stats["zero_weight"]) == len(names):
+        if names and len(zero_weight) == len(names):
             raise FusionError(
                 "every view has depth but zero fusion weight everywhere: the normals are "
                 "zero or invalid",
@@ -88,70 +86,31 @@ def fuse_scene(
             "depth_max": params.depth_max,
             "seconds": volume.seconds,
             "faces": len(mesh.faces),
-            "consistency_rejected": _mean(stats["rejected"]),
+            "consistency_rejected": _mean(rejected),
         }
     )
     return mesh
 
 
-def _depth(align_dir: Path, name: str) -> np.ndarray:
-    with np.load(view_path(align_dir, name), allow_pickle=False) as data:
-        return data["depth"]  # only this array is read from the file
+def _source(scene: SparseScene, views: ViewFiles) -> ViewSource:
+    """The aligned views, read from the align stage one at a time."""
+    align_dir = views.stage_dir
+    return ViewSource(
+        names=views.names,
+        K={n: scene.cameras[n].K for n in views.names},
+        cam_from_world=scene.cam_from_world,
+        frame=scene.frame,
+        depth=lambda name: load_view_depth(align_dir, name),
+        extras=lambda name: load_view_extras(align_dir, name),
+    )
 
 
-def _views(
-    scene: SparseScene,
-    align_dir: Path,
-    names: list[str],
-    params: FusionParams,
-    stats: dict[str, list],
-) -> Iterator[View]:
-    check = params.consistency
-    centres = np.stack([scene.centers()[n] for n in names])
-    cache = _DepthCache(align_dir, max(check.neighbors + 2, 2))
-    for index, name in enumerate(progress(names, desc="fuse", unit="view", leave=False)):
-        frame = scene.frame(name)
-        arrays = load_view_arrays(align_dir, name)
-        depth, normal = arrays["depth"], arrays.get("normal")
-        if params.weighting == "uniform":
-            weight = (depth > 0).astype(np.float32)
-        else:
-            weight = view_weights(
-                depth, normal, frame.camera.K, arrays.get("confidence"), params.weights
-            )
-        if check.enabled and check.neighbors > 0:
-            others = [
-                PosedDepth(cache.get(names[j]), scene.cameras[names[j]].K, scene.cam_from_world[names[j]])
-                for j in nearest_views(centres, index, check.neighbors)
-            ]  # fmt: skip
-            keep = consistency_mask(
-                PosedDepth(depth, frame.camera.K, frame.cam_from_world), others, check
-            )
-            valid = depth > 0
-            stats["rejected"].append(float(1.0 - keep[valid].mean()) if valid.any() else 0.0)
-            # Rejected pixels leave the view entirely: depth 0 is "no observation" in any mode.
-            depth = np.where(keep, depth, 0).astype(np.float32)
-            weight = np.where(keep, weight, 0).astype(np.float32)
-        if np.any(depth > 0) and not np.any(weight > 0):
-            stats["zero_weight"].append(name)
-        yield View(frame=frame, depth=depth, normal=normal, weight=weight)
-
-
-class _DepthCache:
-    """The last few views' depth maps read from the align stage (least recently used out)."""
-
-    def __init__(self, align_dir: Path, size: int):
-        self.align_dir, self.size = align_dir, size
-        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    def get(self, name: str) -> np.ndarray:
-        if name in self._maps:
-            self._maps.move_to_end(name)
-        else:
-            self._maps[name] = _depth(self.align_dir, name)
-            if len(self._maps) > self.size:
-                self._maps.popitem(last=False)
-        return self._maps[name]
+def _watch_zero_weight(views: Iterator[View], zero_weight: list[str]) -> Iterator[View]:
+    """Pass views through, noting those with depth but zero weight everywhere."""
+    for view in views:
+        if np.any(view.depth > 0) and not np.any(view.weight > 0):
+            zero_weight.append(view.frame.name)
+        yield view
 
 
 def _mean(values: list[float]) -> float | None:

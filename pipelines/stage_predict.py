@@ -10,23 +10,28 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
-from pipelines.predictors import Predictor, prediction_path
+from pipelines.predictors import Predictor
+from pipelines.view_files import (
+    ViewFiles,
+    has_finite_values,
+    load_prediction,
+    prediction_path,
+    save_prediction,
+)
 from pipelines.workspace import Stage
-from recon.atomic import write_npz
 from recon.colmap_model import SparseScene
-from recon.errors import InputError
 from recon.progress import progress
-from recon.records import MonoPrediction
 
 log = logging.getLogger(__name__)
 
 
-def predict_views(scene: SparseScene, predictor: Predictor, stage: Stage, batch_size: int) -> Path:
-    """Write `<stage>/<stem>.npz` for every registered view; returns the stage folder."""
+def predict_views(
+    scene: SparseScene, predictor: Predictor, stage: Stage, batch_size: int
+) -> ViewFiles:
+    """Write `<stage>/<stem>.npz` (pipelines.view_files) for every registered view; returns
+    the files."""
     if stage.done:
-        return stage.path
+        return _written(scene, stage.path)
     out = stage.begin()
     todo = [n for n in scene.names if not prediction_path(out, n).is_file()]
     if len(todo) < len(scene.names):
@@ -43,7 +48,7 @@ def predict_views(scene: SparseScene, predictor: Predictor, stage: Stage, batch_
             bar.update(len(chunk))
     # Over every view, also those an interrupted run predicted: the summary of a resumed run
     # must equal an uninterrupted one's.
-    bad = [n for n in scene.names if not _has_finite_values(out, n)]
+    bad = [n for n in scene.names if not has_finite_values(out, n)]
     for name in bad:
         log.warning("%s: prediction has no finite values; view skipped", name)
     if todo:
@@ -52,45 +57,13 @@ def predict_views(scene: SparseScene, predictor: Predictor, stage: Stage, batch_
         first = load_prediction(out, scene.names[0])
         producer, space = first.producer, first.space
     stage.finish({"producer": producer, "space": space, "empty_predictions": bad})
-    return out
+    return _written(scene, out)
 
 
-def _has_finite_values(stage_dir: Path, name: str) -> bool:
-    with np.load(prediction_path(stage_dir, name), allow_pickle=False) as data:
-        return bool(np.isfinite(data["values"]).any())
+def _written(scene: SparseScene, out: Path) -> ViewFiles:
+    return ViewFiles(out, {n: prediction_path(out, n) for n in scene.names})
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), max(1, size)):
         yield items[start : start + size]
-
-
-def save_prediction(path: Path, pred: MonoPrediction) -> None:
-    arrays = {
-        "values": pred.values.astype(np.float32),
-        "space": np.array(pred.space),
-        "producer": np.array(pred.producer),
-        "normal_convention": np.array("opencv"),
-    }
-    if pred.normal is not None:
-        arrays["normal"] = pred.normal.astype(np.float32)
-    if pred.confidence is not None:
-        arrays["confidence"] = pred.confidence.astype(np.float32)
-    write_npz(path, **arrays)
-
-
-def load_prediction(stage_dir: Path, name: str) -> MonoPrediction:
-    path = prediction_path(stage_dir, name)
-    try:
-        data = np.load(path, allow_pickle=False)
-        return MonoPrediction(
-            values=data["values"],
-            space=str(data["space"]),  # type: ignore[arg-type]
-            normal=data["normal"] if "normal" in data.files else None,
-            confidence=data["confidence"] if "confidence" in data.files else None,
-            producer=str(data["producer"]),
-        )
-    except Exception as exc:
-        raise InputError(
-            f"unreadable prediction ({exc})", path=path, fix="delete it; the next run redoes it"
-        ) from exc

@@ -26,11 +26,8 @@ import trimesh
 
 from .errors import ConfigError, FusionError
 from .geometry import (
-    backproject,
-    camera_center,
     discontinuities,
     normals_from_depth,
-    transform_points,
     viewing_cosine,
 )
 from .records import Camera, Frame, View
@@ -338,92 +335,6 @@ def canonical_order(
     faces = faces[rows, (first[:, None] + np.arange(3)) % 3]
     faces = faces[np.lexsort(faces.T[::-1])]
     return vertices[order], faces, None if colours is None else colours[order]
-
-
-@dataclass(frozen=True)
-class PosedDepth:
-    """What a consistency check needs of a view: its depth, intrinsics and pose."""
-
-    depth: np.ndarray  # (H, W) z-depth, world units; 0 or NaN = invalid
-    K: np.ndarray  # (3, 3) pixels
-    cam_from_world: np.ndarray  # (4, 4)
-
-    @classmethod
-    def of(cls, view: View) -> PosedDepth:
-        return cls(view.depth, view.frame.camera.K, view.frame.cam_from_world)
-
-    @property
-    def center(self) -> np.ndarray:
-        return camera_center(self.cam_from_world)
-
-
-def nearest_views(centres: np.ndarray, index: int, k: int) -> list[int]:
-    """Indices of the k views whose centres (N, 3) are nearest to view `index` (not itself)."""
-    order = np.argsort(np.linalg.norm(centres - centres[index], axis=1), kind="stable")
-    return [int(j) for j in order if j != index][:k]
-
-
-def consistency_mask(
-    view: PosedDepth, others: Sequence[PosedDepth], params: ConsistencyParams
-) -> np.ndarray:
-    """(H, W) bool: valid pixels whose depth the other views confirm.
-
-    Each valid pixel is backprojected and projected into every view of `others`. A view
-    agrees when its depth there is within params.rel_tol (relative) of the point's depth. A
-    pixel is kept when at least params.min_agree views agree, or when no view has a valid
-    depth where it projects (nothing to check it against): points that every neighbour sees
-    through (floaters) or sees in front of (layers behind the surface) are dropped.
-    """
-    agree, checked = _agreement_counts(view, others, params.rel_tol)
-    valid = np.isfinite(view.depth) & (view.depth > 0)
-    return valid & ((agree >= params.min_agree) | (checked == 0))
-
-
-def consistency_masks(
-    views: Sequence[View], neighbors: int = 4, rel_tol: float = 0.05, min_agree: int = 1
-) -> list[np.ndarray]:
-    """`consistency_mask` of every view against its `neighbors` nearest views (by camera
-    centre), all views in memory. The scene pipeline streams this (pipelines.stage_fuse)."""
-    params = ConsistencyParams(True, neighbors, rel_tol, min_agree)
-    posed = [PosedDepth.of(v) for v in views]
-    centres = np.stack([p.center for p in posed])
-    return [
-        consistency_mask(p, [posed[j] for j in nearest_views(centres, i, neighbors)], params)
-        for i, p in enumerate(posed)
-    ]
-
-
-def with_consistency(
-    views: Sequence[View], neighbors: int = 4, rel_tol: float = 0.05, min_agree: int = 1
-) -> list[View]:
-    """The views with View.weight zeroed where `consistency_masks` rejects the pixel."""
-    masks = consistency_masks(views, neighbors, rel_tol, min_agree)
-    return [
-        replace(v, weight=np.where(m, v.weight, 0).astype(np.float32)) for v, m in zip(views, masks)
-    ]
-
-
-def _agreement_counts(view: PosedDepth, others: Sequence[PosedDepth], rel_tol: float):
-    """Per-pixel counts (H, W) of other views that agree with the view's depth / that have a
-    valid depth where the pixel projects."""
-    h, w = view.depth.shape
-    world = transform_points(np.linalg.inv(view.cam_from_world), backproject(view.depth, view.K))
-    agree = np.zeros((h, w), np.int32)
-    checked = np.zeros((h, w), np.int32)
-    for other in others:
-        cam = transform_points(other.cam_from_world, world)
-        K, (ho, wo) = other.K, other.depth.shape
-        z = cam[..., 2]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            u = np.floor(K[0, 0] * cam[..., 0] / z + K[0, 2])
-            v = np.floor(K[1, 1] * cam[..., 1] / z + K[1, 2])
-            inside = (z > 0) & (u >= 0) & (v >= 0) & (u < wo) & (v < ho)
-        d = np.full((h, w), np.nan)
-        d[inside] = other.depth[v[inside].astype(int), u[inside].astype(int)]
-        with np.errstate(invalid="ignore"):
-            agree += np.abs(d - z) <= rel_tol * z
-            checked += d > 0
-    return agree, checked
 
 
 def scene_fusion_params(

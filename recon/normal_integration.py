@@ -181,7 +181,7 @@ def affine_to_depth(values: np.ndarray, space: DepthSpace, shift: float) -> np.n
     return np.where(np.isfinite(z) & (z > 0), z, np.nan)
 
 
-def _block_mean(arr: np.ndarray, step: int) -> np.ndarray:
+def block_mean(arr: np.ndarray, step: int) -> np.ndarray:
     """NaN-aware mean over step x step blocks (the image cropped to whole blocks)."""
     h, w = arr.shape[:2]
     hb, wb = h // step, w // step
@@ -221,8 +221,8 @@ def recover_shift(
     h, w = values.shape
     step = max(1, int(math.ceil(max(h, w) / max_side)))
     # Block means: normals and values at the same (coarser) scale as the finite differences.
-    v = _block_mean(values, step)
-    nrm = _block_mean(np.asarray(normal, dtype=np.float64), step)
+    v = block_mean(values, step)
+    nrm = block_mean(np.asarray(normal, dtype=np.float64), step)
     nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-12)
     cam = camera.scaled(w, h) if (camera.width, camera.height) != (w, h) else camera
     K = cam.K.copy()

@@ -3,6 +3,8 @@
 Conventions (see DESIGN.md): camera frame is OpenCV (x right, y down, z forward); pixel centres
 follow COLMAP (the top-left pixel's centre is (0.5, 0.5)); depth is z-depth, not ray length;
 poses are named for what they map (`cam_from_world` maps world points into the camera frame).
+"World units" are SfM's (metric only up to SfM's global scale; metres for a metric model).
+"Prediction units" are whatever a monocular model outputs (affine-invariant: no unit).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ DEPTH_SPACES: tuple[str, ...] = ("depth", "disparity")
 class Camera:
     """Undistorted pinhole camera."""
 
-    K: np.ndarray  # (3, 3) float64, pixels; principal point in COLMAP pixel-centre convention
+    K: np.ndarray  # (3, 3) float64, pixels; principal point in COLMAP pixel-centre convention;
+    # zero skew (K[0, 1] = 0) for every camera this package builds
     width: int  # pixels
     height: int  # pixels
 
@@ -56,7 +59,7 @@ class SparseObservations:
     uv: np.ndarray  # (N, 2) float64, pixels, COLMAP pixel centres
     z: np.ndarray  # (N,) float64, z-depth of the 3D point in this camera, world units
     reprojection_error: np.ndarray  # (N,) float64, pixels, the 3D point's mean error
-    track_length: np.ndarray  # (N,) int, number of images observing the 3D point
+    track_length: np.ndarray  # (N,) int, number of images observing the 3D point (count)
     point_ids: np.ndarray | None = None  # (N,) int64, COLMAP point3D ids
 
     def __len__(self) -> int:
@@ -76,21 +79,22 @@ class SparseObservations:
 class Frame:
     """One registered photo. `name` (path relative to the image root) is the key everywhere."""
 
-    name: str
+    name: str  # e.g. "sub/0001.jpg": relative to the image root, "/" separators
     image: np.ndarray  # (H, W, 3) uint8 RGB, undistorted, EXIF orientation applied
-    camera: Camera
-    cam_from_world: np.ndarray | None = None  # (4, 4) float64, world -> OpenCV camera
-    sparse: SparseObservations | None = None
+    camera: Camera  # intrinsics of `image` (same W, H)
+    cam_from_world: np.ndarray | None = None  # (4, 4) float64 rigid, world units, world -> camera
+    sparse: SparseObservations | None = None  # SfM points seen by this view; None without SfM
 
     @property
     def world_from_cam(self) -> np.ndarray:
+        """(4, 4) float64, OpenCV camera -> world (world units)."""
         if self.cam_from_world is None:
             raise ValueError(f"frame {self.name} has no pose")
         return np.linalg.inv(self.cam_from_world)
 
     @property
     def center(self) -> np.ndarray:
-        """(3,) camera centre in world coordinates."""
+        """(3,) camera centre in world coordinates (world units)."""
         return self.world_from_cam[:3, 3]
 
 
@@ -98,10 +102,10 @@ class Frame:
 class MonoPrediction:
     """A monocular prediction for one frame, at the frame's resolution."""
 
-    values: np.ndarray  # (H, W) float32, affine-invariant depth or disparity; NaN = no value
-    space: DepthSpace  # which quantity `values` is affine in
-    normal: np.ndarray | None = None  # (H, W, 3) float32, unit, OpenCV camera frame
-    confidence: np.ndarray | None = None  # (H, W) float32 in [0, 1]; 1 = trusted
+    values: np.ndarray  # (H, W) float32, prediction units, affine in z or 1/z; NaN = no value
+    space: DepthSpace  # which quantity `values` is affine in: "depth" z, "disparity" 1 / z
+    normal: np.ndarray | None = None  # (H, W, 3) float32, unit (no unit), OpenCV camera frame
+    confidence: np.ndarray | None = None  # (H, W) float32 in [0, 1] (no unit); 1 = trusted
     producer: str = "unknown"  # e.g. "lotus:jingheya/lotus-depth-g-v2-1-disparity", "file"
 
     def __post_init__(self) -> None:
@@ -121,8 +125,8 @@ class AlignSamples:
     """Sparse points usable for a fit (M points), with the prediction sampled at them."""
 
     uv: np.ndarray  # (M, 2) float64, pixels, COLMAP pixel centres
-    value: np.ndarray  # (M,) float64, prediction value (affine-invariant depth or disparity)
-    z: np.ndarray  # (M,) float64, metric z-depth of the sparse point in this camera
+    value: np.ndarray  # (M,) float64, prediction units: `MonoPrediction.values` sampled at uv
+    z: np.ndarray  # (M,) float64, world units, z-depth of the sparse point in this camera
 
     def __len__(self) -> int:
         return int(self.z.shape[0])
@@ -133,21 +137,22 @@ class AlignSamples:
 
 @dataclass(frozen=True)
 class Alignment:
-    """Scale and shift mapping a prediction to metric values in its own space.
+    """Scale and shift mapping a prediction v (prediction units) to world units in its own space.
 
-    depth space:     z = scale * v + shift
-    disparity space: 1 / z = scale * v + shift
+    depth space:     z = scale * v + shift       (z: z-depth in world units)
+    disparity space: 1 / z = scale * v + shift   (1 / z in 1 / world units)
     """
 
-    scale: float
-    shift: float
-    space: DepthSpace
-    num_points: int = 0  # sparse points offered to the fit (after filters)
-    num_inliers: int = 0
-    residual: float = float("nan")  # median |relative depth error| over inliers
+    scale: float  # depth: world units per prediction unit; disparity: 1 / world units per unit
+    shift: float  # depth: world units; disparity: 1 / world units
+    space: DepthSpace  # the prediction's space, in which scale and shift apply
+    num_points: int = 0  # sparse points offered to the fit (after filters), count
+    num_inliers: int = 0  # of those, relative depth error under align.inlier_threshold, count
+    residual: float = float("nan")  # median |z_fit - z| / z over inliers (fraction, no unit)
     status: str = "ok"  # ok | too_few_points | borrowed | failed
-    message: str = ""
-    # Optional smooth correction fields (H, W) applied on top of the global fit.
+    message: str = ""  # why a view is not "ok", for people
+    # Optional smooth correction fields (H, W) float32 at the prediction's resolution, applied
+    # per pixel instead of scale / shift (same units as those); None = the global fit alone.
     scale_field: np.ndarray | None = field(default=None, repr=False)
     shift_field: np.ndarray | None = field(default=None, repr=False)
 
@@ -187,6 +192,6 @@ class View:
     """A frame ready for fusion."""
 
     frame: Frame
-    depth: np.ndarray  # (H, W) float32, metric z-depth in world units; 0 or NaN = invalid
-    normal: np.ndarray | None  # (H, W, 3) float32, unit, OpenCV camera frame
-    weight: np.ndarray  # (H, W) float32 >= 0, per-pixel fusion weight
+    depth: np.ndarray  # (H, W) float32, z-depth in world units; 0 or NaN = invalid
+    normal: np.ndarray | None  # (H, W, 3) float32, unit (no unit), OpenCV camera frame
+    weight: np.ndarray  # (H, W) float32 >= 0, per-pixel fusion weight (relative, no unit)

@@ -7,12 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from recon.consistency import ViewSource, fusion_views
 from recon.errors import FusionError
 from recon.evaluate import normal_angular_error, point_metrics, sample_surface
 from recon.fusion import (
+    ConsistencyParams,
     FusionParams,
     WeightParams,
-    consistency_masks,
     extract_mesh,
     fuse_views,
     scene_fusion_params,
@@ -156,6 +157,12 @@ def test_fused_colour_is_the_image_colour(plane):
     mesh = extract_mesh(fuse_views(views, FusionParams(voxel_size=0.05)))
     rgb = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(int)
     assert np.abs(np.median(rgb, axis=0) - colour).max() <= 1
+
+
+def consistency_masks(views, neighbors: int, rel_tol: float) -> list[np.ndarray]:
+    """(H, W) bool per view: pixels the pipeline's check (`fusion_views`) keeps."""
+    params = FusionParams(consistency=ConsistencyParams(True, neighbors, rel_tol, 1))
+    return [v.depth > 0 for v in fusion_views(ViewSource.of_views(views), params)]
 
 
 def test_consistency_masks_drop_a_view_that_disagrees(room):

@@ -77,3 +77,14 @@ def test_agreement_respects_mask_and_invalid_depth():
     assert result.num_pixels == 100
     with pytest.raises(ValueError):
         normal_depth_agreement(predicted, depth, K, mask=np.zeros((H, W), bool))
+
+
+def test_block_means_see_through_per_pixel_depth_noise():
+    normal, depth = tilted_plane()
+    noisy = depth * (1 + 0.01 * np.random.default_rng(0).normal(size=depth.shape))
+    predicted = np.broadcast_to(normal, (H, W, 3)).copy()
+    per_pixel = normal_depth_agreement(predicted, noisy, K)
+    blocks = normal_depth_agreement(predicted, noisy, K, step=6)
+    assert blocks.convention_ok and blocks.median_deg < per_pixel.median_deg / 2
+    assert blocks.num_pixels <= (H // 6) * (W // 6)
+    assert normal_depth_agreement(predicted, depth, K, step=6).median_deg < 0.5  # K rescaled
