@@ -5,34 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 
 import numpy as np
 import pytest
 
 from tests.browser import BROWSER_SCHEMES, chromium, console_errors, element_pixels, requested_urls
-from tests.cli_helpers import FAST, cameras, copy_photos, room_names, run_cli, simulate_predictions
-
-VIEWS = room_names(6)
-
-
-@pytest.fixture(scope="module")
-def scene_run(tmp_path_factory):
-    from pipelines.cli import main
-
-    root = tmp_path_factory.mktemp("report")
-    photos = copy_photos(root / "photos", VIEWS)
-    preds = simulate_predictions(root / "preds")
-    out = root / "out"
-    try:
-        argv = ["-q", "scene", photos, "-o", out, "--predictions", preds, *FAST]
-        assert main([str(a) for a in argv]) == 0
-    finally:
-        for handler in list(logging.getLogger().handlers):
-            handler.close()
-            logging.getLogger().removeHandler(handler)
-    return {"out": out, "photos": photos, "preds": preds}
+from tests.cli_helpers import FAST, cameras, run_cli
+from tests.report_run import VIEWS
 
 
 def _scene_data(html: str) -> dict:

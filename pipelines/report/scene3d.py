@@ -23,8 +23,9 @@ def b64(array: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
 
 
-def decimated_mesh(path: Path, max_faces: int = MAX_FACES) -> dict | None:
-    """Mesh file -> {"positions", "indices", "colors"} (base64) with at most ~max_faces faces.
+def decimate(path: Path, max_faces: int = MAX_FACES):
+    """Mesh file -> ((V, 3) float32 vertices, (F, 3) uint32 faces, (V, 3) float colours in
+    [0, 1]) with at most ~max_faces faces, or None for an empty mesh.
 
     Open3D's quadric decimation keeps the shape; vertex colours follow the kept vertices.
     """
@@ -46,18 +47,25 @@ def decimated_mesh(path: Path, max_faces: int = MAX_FACES) -> dict | None:
     colors = np.asarray(mesh.vertex_colors)
     if len(colors) != len(vertices):
         colors = np.full((len(vertices), 3), 0.7)
+    return vertices, faces, np.clip(colors, 0.0, 1.0)
+
+
+def decimated_mesh(path: Path, max_faces: int = MAX_FACES) -> dict | None:
+    """The decimated mesh as {"positions", "indices", "colors"} (base64) and its face count."""
+    mesh = decimate(path, max_faces)
+    if mesh is None:
+        return None
+    vertices, faces, colors = mesh
     return {
         "positions": b64(vertices, "<f4"),
         "indices": b64(faces, "<u4"),
-        "colors": b64(np.round(np.clip(colors, 0, 1) * 255), "u1"),
+        "colors": b64(np.round(colors * 255), "u1"),
         "faces": int(len(faces)),
     }
 
 
-def sparse_points(path: Path | None, max_points: int = MAX_POINTS) -> tuple[np.ndarray, dict]:
-    """sparse_points.ply -> ((N, 3) xyz, payload with a subset of at most max_points)."""
-    if path is None:
-        return np.zeros((0, 3)), {}
+def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """sparse_points.ply -> ((N, 3) float64 xyz, (N, 3) uint8 rgb)."""
     import trimesh
 
     cloud = trimesh.load(path, process=False)
@@ -65,6 +73,14 @@ def sparse_points(path: Path | None, max_points: int = MAX_POINTS) -> tuple[np.n
     rgb = np.asarray(getattr(cloud, "colors", np.zeros((0, 4))))[:, :3]
     if len(rgb) != len(xyz):
         rgb = np.full((len(xyz), 3), 200)
+    return xyz, rgb.astype(np.uint8)
+
+
+def sparse_points(path: Path | None, max_points: int = MAX_POINTS) -> tuple[np.ndarray, dict]:
+    """sparse_points.ply -> ((N, 3) xyz, payload with a subset of at most max_points)."""
+    if path is None:
+        return np.zeros((0, 3)), {}
+    xyz, rgb = read_points(path)
     keep = np.arange(len(xyz))
     if len(xyz) > max_points:
         keep = np.sort(np.random.default_rng(0).choice(len(xyz), max_points, replace=False))
