@@ -116,8 +116,8 @@ def _full_photo(run: RunData, name: str, shape: tuple[int, int]) -> np.ndarray |
 
 def start_viewer(out_dir: Path, host: str, port: int, max_points: int = 20_000):
     """A running viser server showing the run in `out_dir` (call .stop() to end it)."""
-    import viser
     import trimesh
+    import viser
 
     from pipelines.report.scene3d import camera_up, decimate, read_points
 
