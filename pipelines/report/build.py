@@ -12,7 +12,7 @@ from pipelines.report.agreement import neighbour_agreement
 from pipelines.report.collect import RunData, load_run, load_sparse_scene
 from pipelines.report.gallery import GalleryRow, data_uri, gallery, thumb
 from pipelines.report.page import render_page, table_html
-from pipelines.report.plots import agreement_plot, alignment_plots, track_length_plot
+from pipelines.report.plots import model_plot, per_view_plot
 from pipelines.report.scene3d import scene_payload
 
 TITLES = {"scene": "scene reconstruction", "priors": "aligned priors", "image": "single image"}
@@ -29,12 +29,13 @@ def _multi_view_page(run: RunData) -> str:
     report = run.report
     sparse = load_sparse_scene(run)
     rows = gallery(run, sparse)
-    plots = alignment_plots(report.get("alignment", {}))
-    plots["agreement"] = agreement_plot(neighbour_agreement(run))
     tracks = None if sparse is None else sparse.points_track_length
-    plots["tracks"] = track_length_plot(tracks)
     residuals = [r.point_residuals for r in rows if r.point_residuals is not None]
-    plots["point_residuals"] = _point_residual_plot(residuals)
+    residuals = np.concatenate(residuals) if residuals else np.zeros(0)
+    plots = {
+        "per view": per_view_plot(report.get("alignment", {}), neighbour_agreement(run)),
+        "sparse points": model_plot(tracks, residuals[np.isfinite(residuals)]),
+    }
     summary = table_html(findings.summary_rows(report)) + table_html(
         findings.stage_rows(report), head=("stage", "seconds", "peak RSS after (MB)")
     )
@@ -48,22 +49,6 @@ def _multi_view_page(run: RunData) -> str:
         plots=plots,
         rows=rows,
     )
-
-
-def _point_residual_plot(residuals: list[np.ndarray]) -> str | None:
-    """Histogram of every sparse point's relative difference from its view's aligned depth."""
-    values = np.concatenate(residuals) if residuals else np.zeros(0)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return None
-    from pipelines.report.plots import _figure, _png
-
-    fig, ax = _figure()
-    ax.hist(np.clip(100 * values, 0, 30), bins=60, color="#3b7dd8")
-    ax.set_title("Sparse points: |aligned depth - SfM depth| / SfM depth", fontsize=10)
-    ax.set_xlabel("% (clipped at 30)", fontsize=9)
-    ax.set_ylabel("points", fontsize=9)
-    return _png(fig)
 
 
 def _image_page(run: RunData) -> str:

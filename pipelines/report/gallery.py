@@ -51,6 +51,18 @@ def thumb(rgb: np.ndarray, width: int = THUMB_WIDTH, nearest: bool = False) -> n
     return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(size, resample))
 
 
+def shrink(arr: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
+    """Nearest-neighbour subsample of an (H, W, ...) map to `width` columns (before colouring,
+    so the colour maps run on thumbnails, not full maps)."""
+    h, w = arr.shape[:2]
+    if w <= width:
+        return arr
+    height = max(1, round(h * width / w))
+    rows = ((np.arange(height) + 0.5) * h / height).astype(np.int64)
+    cols = ((np.arange(width) + 0.5) * w / width).astype(np.int64)
+    return arr[rows][:, cols]
+
+
 def _depth_for_display(aligned: dict, predicted: dict) -> np.ndarray | None:
     """Aligned metric depth when the view was aligned, else the raw prediction as depth."""
     if "depth" in aligned:
@@ -96,13 +108,13 @@ def gallery_row(run: RunData, name: str, sparse) -> GalleryRow:
     if photo is not None:
         images["photo"] = data_uri(thumb(photo))
     if depth is not None:
-        images["depth"] = data_uri(thumb(colorize_depth(depth), nearest=True))
+        images["depth"] = data_uri(thumb(colorize_depth(shrink(depth)), nearest=True))
     normal = aligned.get("normal", predicted.get("normal"))
     if normal is not None:
-        images["normals"] = data_uri(thumb(colorize_normal(normal), nearest=True))
+        images["normals"] = data_uri(thumb(colorize_normal(shrink(normal)), nearest=True))
     conf = aligned.get("confidence", predicted.get("confidence"))
     if conf is not None:
-        images["confidence"] = data_uri(thumb(colorize_confidence(conf), nearest=True))
+        images["confidence"] = data_uri(thumb(colorize_confidence(shrink(conf)), nearest=True))
     residuals = None
     obs = None if sparse is None else sparse.sparse.get(name)
     if photo is not None and obs is not None and "depth" in aligned and len(obs.uv):

@@ -15,7 +15,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MAX_FACES = 60_000  # decimation target: ~1.5 MB of base64 per mesh
+MAX_FACES = 60_000  # page's mesh bound: ~1.5 MB of base64
 MAX_POINTS = 40_000  # sparse points shown (a uniform random subset beyond)
 
 
@@ -25,23 +25,26 @@ def b64(array: np.ndarray, dtype: str) -> str:
 
 def decimate(path: Path, max_faces: int = MAX_FACES):
     """Mesh file -> ((V, 3) float32 vertices, (F, 3) uint32 faces, (V, 3) float colours in
-    [0, 1]) with at most ~max_faces faces, or None for an empty mesh.
+    [0, 1]) with about max_faces faces at most, or None for an empty mesh.
 
-    Open3D's quadric decimation keeps the shape; vertex colours follow the kept vertices.
+    Vertex clustering on a grid sized from the surface area (a face per ~cell^2 / 2): ~0.2 s
+    CPU for 290k faces, where quadric decimation took ~7 s; at page size they look alike.
+    Colours are averaged per cell.
     """
     import open3d as o3d
 
     mesh = o3d.io.read_triangle_mesh(str(path))
     if len(mesh.triangles) == 0:
         return None
-    if len(mesh.triangles) > max_faces:
-        if len(mesh.triangles) > 8 * max_faces:
-            # Quadric decimation of millions of faces takes tens of seconds; clustering first
-            # to a few times the target keeps the page build fast and looks the same at this size.
-            extent = np.ptp(np.asarray(mesh.vertices), axis=0).max()
-            cell = extent / np.sqrt(4 * max_faces)
-            mesh = mesh.simplify_vertex_clustering(cell)
-        mesh = mesh.simplify_quadric_decimation(max_faces)
+    cell = np.sqrt(2.8 * mesh.get_surface_area() / max_faces)  # 1.4x: clustering merges less
+    for _ in range(4):  # a rough surface keeps more faces per cell: coarsen until it fits
+        if len(mesh.triangles) <= max_faces:
+            break
+        small = mesh.simplify_vertex_clustering(cell)
+        if len(small.triangles) <= max_faces:
+            mesh = small
+            break
+        cell *= np.sqrt(len(small.triangles) / max_faces)
     vertices = np.asarray(mesh.vertices, dtype=np.float32)
     faces = np.asarray(mesh.triangles, dtype=np.uint32)
     colors = np.asarray(mesh.vertex_colors)
