@@ -151,7 +151,7 @@ def _initial_camera(server, target: np.ndarray, radius: float, up: np.ndarray) -
     side = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.array([0.0, 0.0, 1.0])
     side = side - side.dot(up) * up
     side /= np.linalg.norm(side)
-    server.initial_camera.position = tuple(target + 1.2 * radius * up + 2.0 * radius * side)
+    server.initial_camera.position = tuple(target + 0.8 * radius * up + 1.3 * radius * side)
     server.initial_camera.look_at = tuple(target)
     server.initial_camera.up = tuple(up)
 

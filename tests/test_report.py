@@ -139,3 +139,17 @@ def test_report_in_chromium(scene_run):
             "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
         )
         assert loaded
+
+
+def test_image_command_writes_a_report(scene_run, tmp_path, capfd):
+    out = tmp_path / "image"
+    photo = scene_run["photos"] / VIEWS[0]
+    code, err = run_cli(
+        ["-q", "image", photo, "-o", out, "--predictions", scene_run["preds"]], capfd
+    )
+    assert code == 0, err
+    html = (out / "report.html").read_text()
+    assert html.count('class="view-row"') == 1
+    data = _scene_data(html)
+    assert len(_array(data["mesh"]["indices"], "<u4", 3)) > 0
+    assert not re.search(r'(src|href)="(?!data:)[^"#]', html)

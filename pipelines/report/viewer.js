@@ -81,7 +81,7 @@
     const side = new THREE.Vector3(1, 0, 0);
     if (Math.abs(side.dot(up)) > 0.9) side.set(0, 0, 1);
     side.addScaledVector(up, -side.dot(up)).normalize();
-    camera.position.copy(target).addScaledVector(up, 1.2 * r).addScaledVector(side, 2.0 * r);
+    camera.position.copy(target).addScaledVector(up, 0.8 * r).addScaledVector(side, 1.3 * r);
     camera.lookAt(target);
     const controls = new THREE.OrbitControls(camera, renderer.domElement);
     controls.target.copy(target);
