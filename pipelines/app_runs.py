@@ -1,15 +1,17 @@
 """What the web app runs: the CLI's own commands in a worker thread, one folder per run.
 
-No gradio here: a run is `pipelines.cli.main([...])` exactly as a user would type it (same
+No gradio here: a run is `python -m pipelines.cli ...` exactly as a user would type it (same
 presets, workspace, report), and its progress is read from the workspace (a stage is done when
-its OUT/work/<stage>-<hash>/done.json exists) and from the package's log records.
+its OUT/work/<stage>-<hash>/done.json exists) and from the run's log lines.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -54,15 +56,6 @@ def gather_photos(files: list[str | Path], dest: Path) -> Path:
     return dest
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.levelname} {record.getMessage()}")
-
-
 @dataclass
 class RunStatus:
     """A snapshot of a run for the page."""
@@ -74,25 +67,42 @@ class RunStatus:
 
 
 def run_cli(argv: list[str], out: Path, poll: float = 0.5) -> Iterator[RunStatus]:
-    """Run `lotus-recon ARGV` in a thread; yield its status every `poll` s and once at the end."""
-    from pipelines.cli import main
+    """Run `lotus-recon ARGV` in a child process; yield its status every `poll` s and at the end.
 
-    collect = _Collect()
-    # Package loggers, not the root: the CLI resets the root logger's handlers when it starts.
-    loggers = [logging.getLogger(n) for n in ("pipelines", "recon", "lotus_core", "lotus_recon")]
-    for lg in loggers:
-        lg.addHandler(collect)
-    result: dict[str, int] = {}
-    worker = threading.Thread(target=lambda: result.update(code=main(argv)), daemon=True)
-    worker.start()
+    A child, not a thread: the run gets its own signals, logging and memory (freed when it
+    ends), exactly as from a shell.
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    cmd = [sys.executable, "-m", "pipelines.cli", *argv]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=_read_log, args=(proc.stderr, lines), daemon=True)
+    reader.start()
     try:
-        while worker.is_alive():
-            worker.join(poll)
-            yield RunStatus(finished_stages(out), list(collect.lines), False, None)
-    finally:
-        for lg in loggers:
-            lg.removeHandler(collect)
-    yield RunStatus(finished_stages(out), list(collect.lines), True, result.get("code", 70))
+        while proc.poll() is None:
+            time.sleep(poll)
+            yield RunStatus(finished_stages(out), list(lines), False, None)
+    except GeneratorExit:  # the page went away: stop the run (rerunning resumes it)
+        proc.terminate()
+        proc.wait()
+        raise
+    proc.wait()
+    reader.join(5)
+    yield RunStatus(finished_stages(out), list(lines), True, proc.returncode)
+
+
+def _read_log(stream, lines: list[str]) -> None:
+    """Keep the log lines of the child's stderr (progress bars redraw with '\\r': dropped)."""
+    for raw in stream:
+        for part in raw.replace("\r", "\n").splitlines():
+            if part.startswith(("INFO ", "WARNING ", "ERROR ")):
+                lines.append(part.strip())
 
 
 def finished_stages(out: Path) -> list[str]:
