@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.browser import chromium, console_errors
+from tests.report_run import VIEWS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +33,8 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float) -> str:
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if needle in line:
+            # Keep reading what it prints later, so a full pipe never blocks the server.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return line
         if not line and proc.poll() is not None:
             pytest.fail(f"exited with {proc.returncode} before printing {needle!r}")
@@ -80,7 +84,9 @@ def test_view_serves_a_page_and_stops(scene_run):
             driver.get(url)
             WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.TAG_NAME, "canvas"))
             # The GUI lists one aligned-depth checkbox per view once the client is connected.
-            WebDriverWait(driver, 90).until(lambda d: "0005.jpg" in d.page_source)
+            text = "return document.body.innerText"
+            WebDriverWait(driver, 90).until(lambda d: VIEWS[-1] in d.execute_script(text))
+            assert all(name in driver.execute_script(text) for name in VIEWS)
             assert console_errors(driver) == []
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
