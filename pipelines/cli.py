@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     priors.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
     _add_predictor_args(priors)
     _add_config_args(priors)
+    from pipelines.ui_cli import add_ui_parsers
+
+    add_ui_parsers(sub)
     return parser
 
 
@@ -182,6 +185,19 @@ def setup_logging(output: Path | None, verbose: bool, quiet: bool = False) -> Ru
 
 
 def _run(args: argparse.Namespace) -> int:
+    code = _run_command(args)
+    if code == 0 and args.command in ("scene", "priors", "image"):
+        from pipelines.report import write_report  # logs one warning line if it fails
+
+        write_report(args.output, args.command)
+    return code
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    if args.command in ("view", "app"):
+        from pipelines.ui_cli import run_ui_command
+
+        return run_ui_command(args)
     if args.command == "scene":
         from pipelines.scene import run_scene_command
 

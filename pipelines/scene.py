@@ -118,6 +118,8 @@ def align_scene(
         "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
         "producer": s_pred.result().get("producer"),
         "normal_check": check_normals(scene, aligned.views),
+        # The folders this run used under OUT/work (the report reads per-view files there).
+        "stages": {s.tag: s.path.name for s in (s_images, s_sfm, s_pred, s_align)},
     }
     warning = most_views_failed(alignments)
     if warning:  # a mesh from a few views is not what the user asked for: say so loudly
@@ -191,6 +193,7 @@ def run_scene(
 
         report = {
             **aligned.report,
+            "stages": {**aligned.report["stages"], "fuse": s_fuse.path.name},
             "fusion": s_fuse.result(),
             "mesh": {"vertices": len(mesh.vertices), "faces": len(mesh.faces)},
             "seconds": timings,

@@ -1,4 +1,4 @@
-"""Fixtures shared by the bad-input test files."""
+"""Fixtures shared by the bad-input, report, viewer and app test files."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ def sample(tmp_path_factory):
     assert main(argv) == 0
     model = stage_dirs(out, "sfm")[0] / "model_raw"
     return {"root": root, "photos": photos, "preds": preds, "model": model, "clean": out}
+
+
+@pytest.fixture(scope="session")
+def scene_run(sample):
+    """The clean sample run as the report, viewer and app tests see it (its report.html)."""
+    return {"out": sample["clean"], "photos": sample["photos"], "preds": sample["preds"]}

@@ -166,9 +166,9 @@ def test_tiny_voxel_is_refused_naming_the_voxel_that_fits(sample, tmp_path, capf
 def test_fusion_estimate_is_close_to_open3d_block_count(sample):
     """The estimate against the blocks Open3D allocates for the clean run at two voxel sizes:
     within a factor 3, and never below it (a refusal must not come too late)."""
-    from pipelines.view_files import view_path
     from pipelines.stage_fuse import _views
     from pipelines.stage_sfm import load_sparse_scene
+    from pipelines.view_files import view_path
     from pipelines.workspace import Stage
     from recon.fusion import FusionParams, fuse_views, scene_fusion_params
     from recon.fusion_memory import estimate_fusion_memory
