@@ -49,6 +49,19 @@ def _add_predictor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, mps or auto")
 
 
+def _add_executor_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="where the depth/normal model runs: this process (default) or Ray workers",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (implies --executor ray); default: start a local Ray",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lotus-recon",
@@ -75,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write depth/normal priors in this layout (repeatable)",
     )
     _add_predictor_args(scene)
+    _add_executor_args(scene)
     _add_config_args(scene)
 
     image = sub.add_parser("image", help="one photo -> depth + normals -> mesh")
@@ -112,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     priors.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
     _add_predictor_args(priors)
+    _add_executor_args(priors)
     _add_config_args(priors)
     return parser
 

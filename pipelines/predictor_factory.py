@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from pipelines.config import to_dict
@@ -25,6 +27,14 @@ def make_predictor(config: PredictorConfig, scene: SparseScene | None = None) ->
     from pipelines.lotus_predictor import LotusPredictor  # imports torch: only when needed
 
     return LotusPredictor.from_config(config)
+
+
+def predictor_factory_for(
+    config: PredictorConfig, scene: SparseScene | None = None
+) -> Callable[[], Predictor]:
+    """A picklable factory (an executor may build the predictor in another process). Only a
+    file predictor needs the scene, so a Lotus factory does not carry it to the workers."""
+    return partial(make_predictor, config, scene if config.kind == "file" else None)
 
 
 def check_predictor(config: PredictorConfig) -> None:

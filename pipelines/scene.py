@@ -14,14 +14,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipelines.config import dump_yaml, resolve, to_dict
-from pipelines.predictor_factory import check_predictor, make_predictor, predictor_fingerprint
+from pipelines.executors import check_executor, executor_for
+from pipelines.predictor_factory import (
+    check_predictor,
+    predictor_factory_for,
+    predictor_fingerprint,
+)
 from pipelines.predictors import Predictor
 from pipelines.priors import export_aligned_priors, resolve_formats
 from pipelines.scene_config import SceneConfig
 from pipelines.stage_align import align_predictions
 from pipelines.stage_fuse import fuse_scene
 from pipelines.stage_images import prepare_images
-from pipelines.stage_predict import predict_views
+from pipelines.stage_predict import predict_views, without_failed_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
 from pipelines.workspace import Stage, Workspace, folder_fingerprint
 from recon.atomic import write_json, write_text
@@ -62,6 +67,7 @@ def align_scene(
     clock = clock or _Clock({})
     if predictor_factory is None:
         check_predictor(config.predictor)
+    check_executor(executor_for(config.executor, config.predictor.kind))
     s_images = ws.stage(
         "images", None, {"photos": folder_fingerprint(photo_dir), "config": to_dict(config.images)}
     )
@@ -75,8 +81,10 @@ def align_scene(
 
     s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
     with clock("predict"):
-        factory = predictor_factory or (lambda: make_predictor(config.predictor, scene))
-        pred_dir = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
+        factory = predictor_factory or predictor_factory_for(config.predictor, scene)
+        executor = executor_for(config.executor, config.predictor.kind)
+        pred_dir = predict_views(scene, factory, s_pred, config.predictor.batch_size, executor)
+    scene = without_failed_views(scene, s_pred)
 
     s_align = ws.stage("align", s_pred, to_dict(config.align))
     with clock("align"):
@@ -90,6 +98,8 @@ def align_scene(
         "alignment": {n: a.summary() for n, a in sorted(alignments.items())},
         "producer": s_pred.result().get("producer"),
     }
+    if s_pred.result().get("failed_predictions"):
+        report["failed_predictions"] = s_pred.result()["failed_predictions"]
     return AlignedScene(scene, s_align.path, alignments, report), s_align
 
 
@@ -182,30 +192,6 @@ class _Clock:
         self.peaks[self._name] = round(peak_rss_mb(), 1)
 
 
-class _Lazy:
-    """Creates the predictor on first use: a resumed run with predictions done loads no model."""
-
-    def __init__(self, factory: Callable[[], Predictor]):
-        self._factory = factory
-        self._predictor: Predictor | None = None
-
-    def _get(self) -> Predictor:
-        if self._predictor is None:
-            self._predictor = self._factory()
-        return self._predictor
-
-    @property
-    def name(self) -> str:
-        return self._get().name
-
-    @property
-    def space(self) -> str:
-        return self._get().space
-
-    def predict(self, frames):
-        return self._get().predict(frames)
-
-
 def config_from_args(args: argparse.Namespace) -> SceneConfig:
     """Preset + --config + --set, then the predictor flags (which win)."""
     config = resolve(SceneConfig, args.preset, args.config, args.overrides)
@@ -220,7 +206,12 @@ def config_from_args(args: argparse.Namespace) -> SceneConfig:
         predictor = replace(predictor, normal_model=args.lotus_normal)
     if getattr(args, "device", None):
         predictor = replace(predictor, device=args.device)
-    return replace(config, predictor=predictor)
+    executor = config.executor
+    if getattr(args, "executor", None):
+        executor = replace(executor, kind=args.executor)
+    if getattr(args, "ray_address", None):
+        executor = replace(executor, kind="ray", address=args.ray_address)
+    return replace(config, predictor=predictor, executor=executor)
 
 
 def _log_predictor(config: SceneConfig) -> None:
