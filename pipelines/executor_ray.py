@@ -148,7 +148,9 @@ class _Pool:
             max_restarts=config.max_restarts,
             max_task_retries=config.max_restarts,
         )(PredictWorker)
-        self._factory_ref = ray.put(factory)  # one copy in the object store, not one per actor
+        # Passed by value (a small picklable callable): a restarted actor must not depend on
+        # an object-store copy that could be lost with a node.
+        self._factory = factory
         self._threads = cpus
         self.spare = config.max_restarts * size  # replacements for workers beyond restarts
         self.idle = deque(self._new() for _ in range(size))
@@ -156,7 +158,7 @@ class _Pool:
         log.info("ray: %d %s worker(s)", size, "GPU" if gpus else "CPU")
 
     def _new(self) -> Any:
-        return self._cls.remote(self._factory_ref, self._threads)
+        return self._cls.remote(self._factory, self._threads)
 
     def replace(self, dead: Any) -> None:
         if self.spare <= 0:
