@@ -114,7 +114,9 @@ def _connect(ray: Any, config: ExecutorConfig) -> bool:
         if config.address:
             ray.init(address=config.address, log_to_driver=False)
             return True  # disconnects this driver only; the cluster keeps running
-        ray.init(include_dashboard=False, log_to_driver=False)
+        # "local": a fresh instance for this run, never a cluster that `ray start` left
+        # running on this machine (joining one is what --ray-address auto is for).
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
     except ConnectionError as exc:
         raise ExecutorError(
             f"cannot reach the Ray cluster at {config.address} ({exc})",
