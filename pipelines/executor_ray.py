@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.executors import (
+from pipelines.executor_base import (
     ExecutorConfig,
     ExecutorError,
     ExecutorResult,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipelines.executors import ExecutorConfig
+from pipelines.executor_base import ExecutorConfig
 from pipelines.stage_images import ImagesConfig
 from recon.align import AlignParams
 from recon.fusion import FusionParams
