@@ -22,9 +22,12 @@ Ctrl-C (or SIGTERM) kills the workers and stops a Ray started here; finished vie
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +113,28 @@ def _connect(ray: Any, config: ExecutorConfig) -> bool:
     Returns True when this call started Ray (and the run must stop it)."""
     if ray.is_initialized():
         return False
+    with _python_signal_handlers():
+        return _init(ray, config)
+
+
+@contextlib.contextmanager
+def _python_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGINT/SIGTERM handlers across `ray.init`, whose C++ core installs
+    a failure-signal handler that dumps a stack and aborts (exit 134) on SIGTERM instead of
+    letting the CLI unwind (stop the workers, free the lock, exit 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _init(ray: Any, config: ExecutorConfig) -> bool:
     try:
         if config.address:
             ray.init(address=config.address, log_to_driver=False)
