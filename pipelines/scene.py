@@ -86,7 +86,10 @@ def align_scene(
         pred_dir = predict_views(scene, factory, s_pred, config.predictor.batch_size, executor)
     scene = without_failed_views(scene, s_pred)
 
-    s_align = ws.stage("align", s_pred, to_dict(config.align))
+    align_key = to_dict(config.align)
+    if s_pred.result().get("failed_predictions"):  # a rerun that predicts them realigns all
+        align_key = {**align_key, "without": sorted(s_pred.result()["failed_predictions"])}
+    s_align = ws.stage("align", s_pred, align_key)
     with clock("align"):
         alignments = align_predictions(scene, pred_dir, s_align, config.align)
     report = {
