@@ -9,6 +9,15 @@ fusion, default settings), so its peak RSS is its own. Printed per size: seconds
 the process's peak RSS after each stage (the peak only grows, so the stage where it jumps is
 the one that needs the memory), and the whole run's wall time and peak RSS as the parent saw
 them (wait4). Printed, never asserted: numbers depend on the machine and its load.
+
+    python bench/scaling.py --executors [--executor-views 18 60] [--ray-workers 2]
+
+Local against Ray for the predict stage with the bundled tiny Lotus models (processing_res
+128): `priors` runs locally on a scene, then again with `--executor ray` on a copy of its
+workspace with the prediction stage removed (SfM is not redone), so the difference in the
+predict stage's seconds is the Ray executor's (start of a local Ray, workers importing torch
+and loading the model, transfers). 18 views = the committed sample scene. The Ray workers'
+memory is their own (not in the driver's peak RSS).
 """
 
 from __future__ import annotations
@@ -55,6 +64,54 @@ def run_scene(scene: Path, preds: Path, out: Path, extra: list[str]) -> dict:
     return {**report, "wall_s": wall, "child_peak_mb": usage.ru_maxrss / 1024.0}
 
 
+TINY = [
+    "--lotus-depth",
+    str(REPO / "models" / "lotus-depth-tiny"),
+    "--lotus-normal",
+    str(REPO / "models" / "lotus-normal-tiny"),
+    "--set",
+    "predictor.processing_res=128",
+]
+
+
+def _priors(photos: Path, out: Path, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "pipelines.cli", "-q", "priors", str(photos), "-o", str(out)]
+    cmd += ["--format", "nerfstudio", *TINY, *extra]
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, cwd=REPO)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"priors failed: {' '.join(cmd)}")
+    report = json.loads((out / "report.json").read_text())
+    return {**report, "wall_s": time.perf_counter() - start, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def compare_executors(photos: Path, work: Path, workers: int) -> dict:
+    """Predict-stage seconds, local then Ray (same workspace otherwise), and the largest
+    difference between their prediction files."""
+    import shutil
+
+    import numpy as np
+
+    local, remote = work / "local", work / "ray"
+    for path in (local, remote):
+        shutil.rmtree(path, ignore_errors=True)
+    a = _priors(photos, local, [])
+    shutil.copytree(local, remote)
+    for tag in ("predict", "align"):
+        for folder in (remote / "work").glob(f"{tag}-*"):
+            shutil.rmtree(folder)
+    ray = ["--executor", "ray", "--set", f"executor.workers={workers}"]
+    b = _priors(photos, remote, [*ray, "--set", "executor.cpus_per_worker=1"])
+    diff = 0.0
+    (pred_a,) = (local / "work").glob("predict-*")
+    (pred_b,) = (remote / "work").glob("predict-*")
+    for file in pred_a.glob("*.npz"):
+        with np.load(file) as x, np.load(pred_b / file.name) as y:
+            diff = max(diff, float(np.abs(x["values"] - y["values"]).max()))
+    return {"local_s": a["seconds"]["predict"], "ray_s": b["seconds"]["predict"], "diff": diff}
+
+
 def print_table(rows: dict[int, dict]) -> None:
     header = ["views", "registered"] + [f"{s} s" for s in STAGES] + ["total s", "peak MB"]
     print("\nseconds per stage (wall time of the scene command in its own process)")
@@ -90,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/lotus_scaling"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--priors", action="append", default=[], help="also export this layout")
+    parser.add_argument("--executors", action="store_true", help="local vs Ray, predict stage")
+    parser.add_argument("--executor-views", type=int, nargs="+", default=[18])
+    parser.add_argument("--ray-workers", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.executors:
+        return run_executor_bench(args)
     extra = [x for item in args.overrides for x in ("--set", item)]
     extra += [x for fmt in args.priors for x in ("--priors", fmt)]
     rows: dict[int, dict] = {}
@@ -105,6 +167,28 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print_table(rows)
+    return 0
+
+
+def run_executor_bench(args: argparse.Namespace) -> int:
+    from tests.cli_helpers import ROOM
+
+    results = {}
+    for views in args.executor_views:
+        if views == 18:
+            photos = ROOM / "images"
+        else:
+            photos = prepare(args.work, views, args.width, args.height)[0] / "images"
+        results[views] = compare_executors(photos, args.work / f"exec_{views}", args.ray_workers)
+        print(f"{views} views: {results[views]}", flush=True)
+    print(f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"views | predict local s | predict ray ({args.ray_workers} workers) s | ray - local s")
+    for views, r in results.items():
+        extra = r["ray_s"] - r["local_s"]
+        print(f"{views} | {r['local_s']:.1f} | {r['ray_s']:.1f} | {extra:+.1f}")
+    print(
+        "largest |local - ray| of any prediction value:", max(r["diff"] for r in results.values())
+    )
     return 0
 
 

@@ -80,6 +80,19 @@ def _add_verbosity_args(parser: argparse.ArgumentParser, default: object) -> Non
     )
 
 
+def _add_executor_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="where the depth/normal model runs: this process (default) or Ray workers",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (implies --executor ray); default: start a local Ray",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lotus-recon",
@@ -103,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write depth/normal priors in this layout (repeatable)",
     )
     _add_predictor_args(scene)
+    _add_executor_args(scene)
     _add_config_args(scene)
 
     image = sub.add_parser("image", help="one photo -> depth + normals -> mesh")
@@ -141,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     priors.add_argument("--colmap", type=Path, help="reuse an existing COLMAP model folder")
     _add_predictor_args(priors)
+    _add_executor_args(priors)
     _add_config_args(priors)
     from pipelines.ui_cli import add_ui_parsers
 

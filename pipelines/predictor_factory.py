@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from pipelines.config import to_dict
@@ -45,6 +47,14 @@ def _warn_if_bundled(config: PredictorConfig) -> None:
                 source,
             )
             return
+
+
+def predictor_factory_for(
+    config: PredictorConfig, scene: SparseScene | None = None
+) -> Callable[[], Predictor]:
+    """A picklable factory (an executor may build the predictor in another process). Only a
+    file predictor needs the scene, so a Lotus factory does not carry it to the workers."""
+    return partial(make_predictor, config, scene if config.kind == "file" else None)
 
 
 def check_predictor(config: PredictorConfig) -> None:

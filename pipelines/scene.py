@@ -16,7 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipelines.config import dump_yaml, resolve, to_dict
-from pipelines.predictor_factory import check_predictor, make_predictor, predictor_fingerprint
+from pipelines.executors import check_executor, executor_for
+from pipelines.predictor_factory import (
+    check_predictor,
+    predictor_factory_for,
+    predictor_fingerprint,
+)
 from pipelines.predictors import Predictor
 from pipelines.priors import export_aligned_priors, resolve_formats
 from pipelines.scene_config import SceneConfig
@@ -30,7 +35,7 @@ from pipelines.sequence import (
 from pipelines.stage_align import align_predictions
 from pipelines.stage_fuse import fuse_scene
 from pipelines.stage_images import check_photo_folder
-from pipelines.stage_predict import predict_views
+from pipelines.stage_predict import predict_views, without_failed_views
 from pipelines.stage_sfm import load_sfm_report, reconstruct
 from pipelines.stage_video import is_sequence_input
 from pipelines.view_files import ViewFiles, load_view_arrays
@@ -86,7 +91,6 @@ def align_scene(
     sfm = sfm_params(photo_dir, config)
     s_sfm = ws.stage("sfm", s_images, {"config": to_dict(sfm), "colmap": colmap})
     s_pred = ws.stage("predict", s_sfm, predictor_fingerprint(config.predictor))
-    s_align = ws.stage("align", s_pred, to_dict(config.align))
     if not s_images.done:  # the cheapest mistakes are reported first
         check_video_exists(photo_dir)
         if not is_sequence_input(photo_dir, config.video):
@@ -95,6 +99,7 @@ def align_scene(
         # Model, cache and device are checked before the first stage, not after SfM; a resumed
         # run whose predictions are done needs none of them.
         check_predictor(config.predictor)
+    check_executor(executor_for(config.executor, config.predictor.kind))
 
     with clock("images"):
         image_set, timestamps = intake(photo_dir, s_images, config, ws.out_dir)
@@ -104,8 +109,15 @@ def align_scene(
         check_voxel_scale(scene.points_xyz, fusion.voxel_size)
         check_fusion_memory(scene.points_xyz, fusion)
     with clock("predict"):
-        factory = predictor_factory or (lambda: make_predictor(config.predictor, scene))
-        predictions = predict_views(scene, _Lazy(factory), s_pred, config.predictor.batch_size)
+        factory = predictor_factory or predictor_factory_for(config.predictor, scene)
+        executor = executor_for(config.executor, config.predictor.kind)
+        predictions = predict_views(scene, factory, s_pred, config.predictor.batch_size, executor)
+    scene = without_failed_views(scene, s_pred)
+
+    align_key = to_dict(config.align)
+    if s_pred.result().get("failed_predictions"):  # a rerun that predicts them realigns all
+        align_key = {**align_key, "without": sorted(s_pred.result()["failed_predictions"])}
+    s_align = ws.stage("align", s_pred, align_key)
     with clock("align"):
         aligned = align_predictions(scene, predictions, s_align, config.align)
     alignments = aligned.alignments
@@ -121,6 +133,8 @@ def align_scene(
         # The folders this run used under OUT/work (the report reads per-view files there).
         "stages": {s.tag: s.path.name for s in (s_images, s_sfm, s_pred, s_align)},
     }
+    if s_pred.result().get("failed_predictions"):
+        report["failed_predictions"] = s_pred.result()["failed_predictions"]
     warning = most_views_failed(alignments)
     if warning:  # a mesh from a few views is not what the user asked for: say so loudly
         log.warning("%s", warning)
@@ -279,30 +293,6 @@ class _Clock:
         self.peaks[self._name] = round(peak_rss_mb(), 1)
 
 
-class _Lazy:
-    """Creates the predictor on first use: a resumed run with predictions done loads no model."""
-
-    def __init__(self, factory: Callable[[], Predictor]):
-        self._factory = factory
-        self._predictor: Predictor | None = None
-
-    def _get(self) -> Predictor:
-        if self._predictor is None:
-            self._predictor = self._factory()
-        return self._predictor
-
-    @property
-    def name(self) -> str:
-        return self._get().name
-
-    @property
-    def space(self) -> str:
-        return self._get().space
-
-    def predict(self, frames):
-        return self._get().predict(frames)
-
-
 def config_from_args(args: argparse.Namespace, cls: type = SceneConfig):
     """Preset + --config + --set, then the predictor flags (which win). `cls`: the command's
     config dataclass (it has a `predictor` section)."""
@@ -321,7 +311,14 @@ def config_from_args(args: argparse.Namespace, cls: type = SceneConfig):
             predictor = replace(predictor, device=args.device)
         except ValueError as exc:  # the flag is checked like the config key it sets
             raise ConfigError(f"--device: {exc}", fix="use auto, cpu, cuda or mps") from exc
-    return replace(config, predictor=predictor)
+    if not hasattr(config, "executor"):  # `image` runs its model in this process
+        return replace(config, predictor=predictor)
+    executor = config.executor
+    if getattr(args, "executor", None):
+        executor = replace(executor, kind=args.executor)
+    if getattr(args, "ray_address", None):
+        executor = replace(executor, kind="ray", address=args.ray_address)
+    return replace(config, predictor=predictor, executor=executor)
 
 
 def _log_predictor(config: SceneConfig) -> None:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.executor_base import ExecutorConfig
 from pipelines.stage_images import ImagesConfig
 from recon.align import AlignParams
 from recon.fusion import FusionParams
@@ -50,6 +51,7 @@ class SceneConfig:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     sfm: SfMParams = field(default_factory=SfMParams)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where the model runs
     # Smooth shape correction on by default: the global affine fit leaves a low-frequency warp.
     align: AlignParams = field(default_factory=lambda: AlignParams(refine=RefineParams()))
     fusion: FusionParams = field(default_factory=FusionParams)

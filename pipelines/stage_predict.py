@@ -1,16 +1,21 @@
 """Stage 3: per-view depth (+ normals, confidence) from a predictor, one npz per view on disk.
 
 Predictions stream to disk as they are made, so memory does not grow with the number of views
-and a killed run resumes at the first view without a finished file.
+and a killed run resumes at the first view without a finished file. Where the model runs is the
+executor's choice (pipelines.executors: this process or Ray workers); the files are the same.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import replace
 
-from pipelines.predictors import Predictor
+from pipelines.executors import (
+    ExecutorConfig,
+    ExecutorError,
+    PredictorFactory,
+    run_predictions,
+)
 from pipelines.view_files import (
     ViewFiles,
     has_finite_values,
@@ -20,50 +25,74 @@ from pipelines.view_files import (
 )
 from pipelines.workspace import Stage
 from recon.colmap_model import SparseScene
-from recon.progress import progress
+from recon.records import MonoPrediction
 
 log = logging.getLogger(__name__)
 
 
 def predict_views(
-    scene: SparseScene, predictor: Predictor, stage: Stage, batch_size: int
+    scene: SparseScene,
+    factory: PredictorFactory,
+    stage: Stage,
+    batch_size: int,
+    executor: ExecutorConfig | None = None,
 ) -> ViewFiles:
-    """Write `<stage>/<stem>.npz` (pipelines.view_files) for every registered view; returns
-    the files."""
-    if stage.done:
-        return _written(scene, stage.path)
+    """Write `<stage>/<stem>.npz` (pipelines.view_files) for every registered view; returns the
+    files of the views that have one.
+
+    `factory` builds the predictor where the executor runs it (only when a view is left to
+    do: a resumed run with every file present loads no model). Views whose prediction kept
+    failing (Ray executor) are listed in the stage result as `failed_predictions` and left
+    out downstream; a rerun tries them again.
+    """
+    if stage.done and not stage.result().get("failed_predictions"):
+        return _written(scene.names, stage.path)
     out = stage.begin()
     todo = [n for n in scene.names if not prediction_path(out, n).is_file()]
     if len(todo) < len(scene.names):
         log.info(
-            "predictions: %d of %d views already done",
+            "predict: %d of %d views already done (resuming)",
             len(scene.names) - len(todo),
             len(scene.names),
         )
-    with progress(total=len(todo), desc="predict", unit="view", leave=False) as bar:
-        for chunk in _chunks(todo, batch_size):
-            frames = [scene.frame(n) for n in chunk]
-            for frame, pred in zip(frames, predictor.predict(frames)):
-                save_prediction(prediction_path(out, frame.name), pred)
-            bar.update(len(chunk))
+
+    def write(name: str, pred: MonoPrediction) -> None:
+        save_prediction(prediction_path(out, name), pred)
+
+    run = run_predictions(
+        executor or ExecutorConfig(), todo, scene.frame, factory, write, batch_size
+    )
+    present = [n for n in scene.names if n not in run.failed]
+    if not present:
+        first = next(iter(run.failed.items()))
+        raise ExecutorError(
+            f"no view could be predicted; {first[0]}: {first[1]}",
+            path=out,
+            fix="see the log for each view's error; rerun to retry",
+        )
     # Over every view, also those an interrupted run predicted: the summary of a resumed run
     # must equal an uninterrupted one's.
-    bad = [n for n in scene.names if not has_finite_values(out, n)]
+    bad = [n for n in present if not has_finite_values(out, n)]
     for name in bad:
         log.warning("%s: prediction has no finite values; view skipped", name)
-    if todo:
-        producer, space = predictor.name, predictor.space
-    else:  # all done by an interrupted run: read what made them instead of loading a model
-        first = load_prediction(out, scene.names[0])
-        producer, space = first.producer, first.space
-    stage.finish({"producer": producer, "space": space, "empty_predictions": bad})
-    return _written(scene, out)
+    producer, space = run.producer, run.space
+    if producer is None:  # all done by an earlier run: read what made them, load no model
+        first_pred = load_prediction(out, present[0])
+        producer, space = first_pred.producer, first_pred.space
+    summary = {"producer": producer, "space": space, "empty_predictions": bad}
+    if run.failed:
+        summary["failed_predictions"] = dict(sorted(run.failed.items()))
+    stage.finish(summary)
+    return _written(present, out)
 
 
-def _written(scene: SparseScene, out: Path) -> ViewFiles:
-    return ViewFiles(out, {n: prediction_path(out, n) for n in scene.names})
+def without_failed_views(scene: SparseScene, stage: Stage) -> SparseScene:
+    """The scene without the views the predict stage could not predict (none: unchanged)."""
+    failed = stage.result().get("failed_predictions") or {}
+    if not failed:
+        return scene
+    return replace(scene, names=[n for n in scene.names if n not in failed])
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), max(1, size)):
-        yield items[start : start + size]
+def _written(names: list[str], out) -> ViewFiles:
+    return ViewFiles(out, {n: prediction_path(out, n) for n in names})

@@ -7,14 +7,17 @@ so every later stage can assume pinhole images.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pycolmap
 
 from recon.errors import SfMError
+from recon.retrieval import retrieval_pairs, write_pairs
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +41,16 @@ def match_colmap_logging() -> None:
 
 @dataclass(frozen=True)
 class SfMParams:
-    matcher: str = "auto"  # auto | exhaustive | sequential; auto = exhaustive up to the limit
-    exhaustive_max_images: int = 50  # above this, auto picks sequential matching
+    # auto | exhaustive | sequential | retrieval. auto: exhaustive up to exhaustive_max_images;
+    # above it sequential for a numbered sequence (video frames, a burst), retrieval otherwise.
+    matcher: str = "auto"
+    exhaustive_max_images: int = 50
     sequential_overlap: int = 10  # neighbours matched per image in sequential mode
-    mapper: str = "incremental"  # incremental | global
+    retrieval_neighbors: int = 20  # most similar images matched per image (recon.retrieval)
+    # incremental | global | auto (global from global_min_images views up: it solves all
+    # rotations and positions at once instead of adding views one by one)
+    mapper: str = "incremental"
+    global_min_images: int = 300
     fallback_mapper: bool = True  # retry with the other mapper when the model fails its checks
     camera_mode: str = "auto"  # auto | single | per_folder | per_image
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP model used when intrinsics are unknown
@@ -62,8 +71,8 @@ class SfMParams:
 
     def __post_init__(self) -> None:
         choices = {
-            "matcher": ("auto", "exhaustive", "sequential"),
-            "mapper": ("incremental", "global"),
+            "matcher": ("auto", "exhaustive", "sequential", "retrieval"),
+            "mapper": ("incremental", "global", "auto"),
             "camera_mode": tuple(CAMERA_MODES),
         }
         for key, allowed in choices.items():
@@ -125,8 +134,9 @@ def run_sfm(
     _extract(database, image_root, names, params)
     seconds["features"] = time.perf_counter() - start
     start = time.perf_counter()
-    matcher = _match(database, len(names), params)
+    matcher = _match(database, names, params)
     seconds["matching"] = time.perf_counter() - start
+    params = replace(params, mapper=choose_mapper(len(names), params))
 
     best: tuple[pycolmap.Reconstruction, SfMReport] | None = None
     for mapper, relaxed in _attempts(params):
@@ -205,15 +215,43 @@ def _extract(database: Path, image_root: Path, names: list[str], params: SfMPara
     )
 
 
-def _match(database: Path, num_images: int, params: SfMParams) -> str:
-    matcher = params.matcher
-    if matcher == "auto":
-        matcher = "exhaustive" if num_images <= params.exhaustive_max_images else "sequential"
+def choose_matcher(names: list[str], params: SfMParams) -> str:
+    """The matcher `auto` stands for: every pair while that is affordable, then neighbours in
+    the sequence for numbered frames, and image retrieval for an unordered set."""
+    if params.matcher != "auto":
+        return params.matcher
+    if len(names) <= params.exhaustive_max_images:
+        return "exhaustive"
+    return "sequential" if looks_like_sequence(names) else "retrieval"
+
+
+def choose_mapper(num_images: int, params: SfMParams) -> str:
+    if params.mapper != "auto":
+        return params.mapper
+    return "global" if num_images >= params.global_min_images else "incremental"
+
+
+def looks_like_sequence(names: list[str]) -> bool:
+    """Names that differ only in a frame number with a regular step (frame_0001.jpg,
+    frame_0002.jpg, ... or every 5th frame): consecutive numbers are neighbouring views."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\.[^.]+)?", n) for n in names]
+    if len(names) < 3 or any(p is None for p in parts):
+        return False
+    if len({(p.group(1), p.group(3)) for p in parts}) != 1:  # type: ignore[union-attr]
+        return False
+    steps = np.diff(np.sort([int(p.group(2)) for p in parts]))  # type: ignore[union-attr]
+    step = np.median(steps)
+    return bool(step > 0 and np.mean(steps == step) >= 0.8)
+
+
+def _match(database: Path, names: list[str], params: SfMParams) -> str:
+    matcher = choose_matcher(names, params)
     options = pycolmap.FeatureMatchingOptions()
     options.use_gpu = False
     options.num_threads = params.num_threads
-    n = num_images
-    pairs = n * (n - 1) // 2 if matcher == "exhaustive" else n * params.sequential_overlap
+    n = len(names)
+    per_image = params.retrieval_neighbors if matcher == "retrieval" else params.sequential_overlap
+    pairs = _all_pairs(names) if matcher == "exhaustive" else n * per_image
     log.info("SfM: matching about %d image pairs (%s)", pairs, matcher)
     if matcher == "exhaustive":
         pycolmap.match_exhaustive(database, matching_options=options, device=pycolmap.Device.cpu)
@@ -223,9 +261,23 @@ def _match(database: Path, num_images: int, params: SfMParams) -> str:
         pycolmap.match_sequential(
             database, matching_options=options, pairing_options=pairing, device=pycolmap.Device.cpu
         )
+    elif matcher == "retrieval":
+        pairs = retrieval_pairs(database, params.retrieval_neighbors, seed=params.seed)
+        log.info("retrieval: %d image pairs to match (of %d)", len(pairs), _all_pairs(names))
+        imported = pycolmap.ImportedPairingOptions()
+        imported.match_list_path = write_pairs(database.parent / "pairs.txt", pairs)
+        pycolmap.match_image_pairs(
+            database, matching_options=options, pairing_options=imported, device=pycolmap.Device.cpu
+        )
     else:
-        raise SfMError(f"unknown matcher {matcher!r}", fix="use auto, exhaustive or sequential")
+        raise SfMError(
+            f"unknown matcher {matcher!r}", fix="use auto, exhaustive, sequential or retrieval"
+        )
     return matcher
+
+
+def _all_pairs(names: list[str]) -> int:
+    return len(names) * (len(names) - 1) // 2
 
 
 def _map(
