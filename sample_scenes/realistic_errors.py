@@ -97,7 +97,8 @@ def flying_pixels(
     bg = ndimage.maximum_filter(np.where(valid, z, -np.inf), size=size, mode="nearest")
     t = rng.uniform(0.0, 1.0, z.shape)
     bleed = rng.uniform(0.0, 1.0, z.shape) < 0.5
-    mixed = np.where(bleed, fg, fg + t * (bg - fg))
+    with np.errstate(invalid="ignore"):  # windows with no valid pixel: inf, dropped below
+        mixed = np.where(bleed, fg, fg + t * (bg - fg))
     return np.where(band & np.isfinite(mixed), mixed, z)
 
 

@@ -109,7 +109,7 @@ def test_messy_folder_finishes_quietly_with_a_mesh(messy):
         ("corrupt.jpg", "cannot decode image"),
         ("truncated.jpg", "cannot decode image"),
         ("notes.txt", "unsupported file type"),
-        ("IMG_0001.heic", "unsupported file type"),
+        ("IMG_0001.heic", "cannot decode image"),  # a HEIC header with no picture
         ("tiny.jpg", "smaller than 64 px"),
         ("0008 copy.jpg", "duplicate of 0008.jpg"),
         ("0001.png", "same name as 0001.jpg"),
@@ -448,7 +448,7 @@ def test_disk_full_mid_run_leaves_nothing_half_written_and_resumes(
     monkeypatch.setattr(os, "fsync", real_fsync)
     code, err = run_cli(_scene(sample, out)[1:], capfd)  # without -q: the log shows the resume
     assert code == 0, err
-    assert "predictions: 2 of 6 views already done" in err
+    assert "predict: 2 of 6 views already done" in err
 
 
 def test_traceback_only_with_verbose(tmp_path):

@@ -29,7 +29,7 @@ def _stage_raising(monkeypatch, action):
     def first_stage(*args, **kwargs):
         action()
 
-    monkeypatch.setattr(pipelines.scene, "prepare_images", first_stage)
+    monkeypatch.setattr(pipelines.scene, "intake", first_stage)
 
 
 def _boom():

@@ -166,9 +166,10 @@ def test_tiny_voxel_is_refused_naming_the_voxel_that_fits(sample, tmp_path, capf
 def test_fusion_estimate_is_close_to_open3d_block_count(sample):
     """The estimate against the blocks Open3D allocates for the clean run at two voxel sizes:
     within a factor 3, and never below it (a refusal must not come too late)."""
-    from pipelines.stage_fuse import _views
+    from pipelines.stage_fuse import _source
     from pipelines.stage_sfm import load_sparse_scene
-    from pipelines.view_files import view_path
+    from pipelines.view_files import aligned_views, view_path
+    from recon.consistency import fusion_views
     from pipelines.workspace import Stage
     from recon.fusion import FusionParams, fuse_views, scene_fusion_params
     from recon.fusion_memory import estimate_fusion_memory
@@ -181,7 +182,8 @@ def test_fusion_estimate_is_close_to_open3d_block_count(sample):
     cams = [scene.cameras[n] for n in names]
     for voxel in (0.8, 0.4):
         params = scene_fusion_params(cams, scene.points_xyz, depths, FusionParams(voxel_size=voxel))
-        volume = fuse_views(_views(scene, align, names, params, {"rejected": []}), params)
+        views = fusion_views(_source(scene, aligned_views(align, names)), params)
+        volume = fuse_views(views, params)
         blocks = volume.grid.hashmap().size()
         est = estimate_fusion_memory(scene.points_xyz, voxel, 8.0, 8)
         assert blocks <= est.blocks < 3 * blocks, (voxel, blocks, est.blocks)
