@@ -46,8 +46,9 @@ def clip_runs(tmp_path_factory):
         out = root / f"out_{tag}"
         from pipelines.cli import main
 
+        # One SfM thread: multi-threaded mapping differs from run to run (and so would F@1%).
         code = main(["-q", "scene", str(source), "-o", str(out), "--predictions", str(preds)]
-                    + FAST + extra)  # fmt: skip
+                    + FAST + ["--set", "sfm.num_threads=1"] + extra)  # fmt: skip
         assert code == 0, tag
         outs[tag] = out
     return load_scene(root / "scene"), outs
