@@ -10,6 +10,18 @@ from pathlib import Path
 ROOM = Path(__file__).resolve().parents[1] / "sample_scenes" / "room_small"
 # Coarse fusion (voxel = sparse-point extent / 48) keeps an end-to-end run at a few seconds.
 FAST = ["--set", "fusion.voxel_divisions=48"]
+MODELS = ROOM.parents[1] / "models"
+# The bundled tiny Lotus models: a real predictor with no download.
+TINY_MODELS = ["--lotus-depth", str(MODELS / "lotus-depth-tiny"),
+               "--lotus-normal", str(MODELS / "lotus-normal-tiny")]  # fmt: skip
+
+
+def expect_no_motion_error(clip: Path, out: Path, capfd) -> None:
+    """`scene CLIP` with the tiny models ends with one line saying the camera did not move."""
+    code, err = run_cli(["-q", "scene", clip, "-o", out, *TINY_MODELS], capfd)
+    assert code == 1
+    assert_one_line_error(err, "no camera motion", Path(clip).name, "lotus-recon image")
+    assert not (out / "mesh.ply").exists()
 
 
 def room_names(count: int, start: int = 0) -> list[str]:

@@ -169,8 +169,8 @@ def test_fusion_estimate_is_close_to_open3d_block_count(sample):
     from pipelines.stage_fuse import _source
     from pipelines.stage_sfm import load_sparse_scene
     from pipelines.view_files import aligned_views, view_path
-    from recon.consistency import fusion_views
     from pipelines.workspace import Stage
+    from recon.consistency import fusion_views
     from recon.fusion import FusionParams, fuse_views, scene_fusion_params
     from recon.fusion_memory import estimate_fusion_memory
 

@@ -25,7 +25,7 @@ from recon.video import (
     video_candidates,
     window_length,
 )
-from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.cli_helpers import TINY_MODELS, assert_one_line_error, expect_no_motion_error, run_cli
 
 SIZE = (120, 160)  # (H, W) of the synthetic frames
 
@@ -136,22 +136,7 @@ def test_static_clip_gets_a_one_line_error_and_exit_1(tmp_path, capfd):
     # A fixed camera: the same view with sensor noise in every frame.
     frames = [np.clip(g + rng.normal(0, 0.01, g.shape), 0, 1).astype(np.float32) for _ in range(40)]
     clip = _encode(tmp_path / "still.mp4", frames)
-    models = Path(__file__).resolve().parents[1] / "models"
-    argv = [
-        "-q",
-        "scene",
-        clip,
-        "-o",
-        tmp_path / "out",
-        "--lotus-depth",
-        models / "lotus-depth-tiny",
-        "--lotus-normal",
-        models / "lotus-normal-tiny",
-    ]
-    code, err = run_cli(argv, capfd)
-    assert code == 1
-    assert_one_line_error(err, "no camera motion", "still.mp4", "lotus-recon image")
-    assert not (tmp_path / "out" / "mesh.ply").exists()
+    expect_no_motion_error(clip, tmp_path / "out", capfd)
 
 
 def test_tum_export_carries_the_clip_timestamps(tmp_path):
@@ -249,10 +234,7 @@ def test_depth_disagreement_is_zero_for_consistent_depth_and_sees_a_scale_error(
 
 
 def test_a_missing_video_is_a_one_line_error(tmp_path, capfd):
-    models = Path(__file__).resolve().parents[1] / "models"
-    argv = ["-q", "scene", tmp_path / "nope.mp4", "-o", tmp_path / "out",
-            "--lotus-depth", models / "lotus-depth-tiny",
-            "--lotus-normal", models / "lotus-normal-tiny"]  # fmt: skip
+    argv = ["-q", "scene", tmp_path / "nope.mp4", "-o", tmp_path / "out", *TINY_MODELS]
     code, err = run_cli(argv, capfd)
     assert code == 1
     assert_one_line_error(err, "nope.mp4", "video file not found")

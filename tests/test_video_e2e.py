@@ -14,7 +14,7 @@ import trimesh
 from sample_scenes import LOTUS_LIKE, load_scene, write_predictions
 from sample_scenes.clip import render_clip
 from sample_scenes.scoring import SceneScorer, to_ground_truth_frame
-from tests.cli_helpers import FAST, assert_one_line_error, run_cli
+from tests.cli_helpers import FAST, expect_no_motion_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO_DATA = ROOT.parent / "shared" / "data" / "video"
@@ -87,21 +87,7 @@ def test_generated_clip_mesh_scores_like_the_still_frames(clip_runs):
 
 @pytest.mark.skipif(not VIDEO_DATA.is_dir(), reason="needs ../shared/data/video")
 def test_real_static_clip_fails_clearly(tmp_path, capfd):
-    clip = VIDEO_DATA / "static_camera_plant.mp4"
-    argv = [
-        "-q",
-        "scene",
-        clip,
-        "-o",
-        tmp_path / "out",
-        "--lotus-depth",
-        MODELS / "lotus-depth-tiny",
-        "--lotus-normal",
-        MODELS / "lotus-normal-tiny",
-    ]
-    code, err = run_cli(argv, capfd)
-    assert code == 1
-    assert_one_line_error(err, "no camera motion", "static_camera_plant.mp4", "lotus-recon image")
+    expect_no_motion_error(VIDEO_DATA / "static_camera_plant.mp4", tmp_path / "out", capfd)
 
 
 def _road_plane_predictions(folder: Path, frames: int, height: int, width: int) -> Path:
