@@ -62,6 +62,7 @@ VARIANTS: dict[str, list[str]] = {
     "no-normals": ["align.refine.normals=false", "fusion.weighting=uniform"],
 }
 DEFAULT_VARIANTS = "default,affine+uniform"
+BASE_SETS = ["sfm.seed=0"]  # shared by every bench run
 DEFAULT_ERRORS = "moderate,hard,objects,far,edges,drift,mix"
 
 
@@ -95,9 +96,6 @@ def variant_config(preds: Path, sets: list[str]) -> SceneConfig:
         "default",
         overrides=[*BASE_SETS, "predictor.kind=file", f"predictor.predictions={preds}", *sets],
     )
-
-
-BASE_SETS = ["sfm.seed=0"]  # shared by every bench run
 
 
 def scene_spec(spec: str, args, width: int, height: int) -> tuple[Path, int]:

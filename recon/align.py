@@ -211,8 +211,7 @@ def fit_samples(
     scale, shift = robust_refit(s, space, best, params)
     err = relative_error(scale, shift, s, space)
     inliers = err <= params.inlier_threshold
-    n_in = int(inliers.sum())
-    residual = float(np.median(err[inliers])) if n_in else float("inf")
+    n_in, residual = _inlier_stats(err, inliers)
     out = Alignment(
         scale=scale, shift=shift, space=space, num_points=n, num_inliers=n_in, residual=residual
     )
@@ -220,6 +219,12 @@ def fit_samples(
     if problem:
         return replace(out, status="failed", message=problem), inliers
     return out, inliers
+
+
+def _inlier_stats(err: np.ndarray, inliers: np.ndarray) -> tuple[int, float]:
+    """(number of inliers, median relative error over them; inf when there is none)."""
+    n_in = int(inliers.sum())
+    return n_in, float(np.median(err[inliers])) if n_in else float("inf")
 
 
 def _fit_problem(a: Alignment, params: AlignParams) -> str:
@@ -339,14 +344,8 @@ def judge_corrected(
     """The corrected alignment with inliers, residual and status measured after the correction
     (same thresholds as the global fit); the global fit's counts are noted in the message."""
     err = corrected_relative_error(corrected, s)
-    inliers = err <= params.inlier_threshold
-    n_in = int(inliers.sum())
-    out = replace(
-        corrected,
-        num_inliers=n_in,
-        residual=float(np.median(err[inliers])) if n_in else float("inf"),
-        status="ok",
-    )
+    n_in, residual = _inlier_stats(err, err <= params.inlier_threshold)
+    out = replace(corrected, num_inliers=n_in, residual=residual, status="ok")
     note = f"global fit {global_fit.num_inliers}/{global_fit.num_points} inliers"
     if global_fit.status != "ok":
         note += f" (rejected: {global_fit.message}; kept after the correction)"
